@@ -1,0 +1,32 @@
+"""Train a model from a TOML recipe (see configs/), with dotted overrides.
+
+Examples:
+  recursa train configs/sudoku6_trm_cpu.toml
+  recursa train configs/sudoku6_trm_cpu.toml --set train.lr=3e-4 --set train.out=runs/lr3e-4
+  recursa train configs/sudoku6_trm_cpu.toml --resume        # continue the run in train.out
+
+Every key of the recipe is documented in recursa/config.py. The run directory (train.out) gets
+config.toml (resolved), metrics.jsonl and checkpoints/ (see `recursa eval` and `recursa solve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import config
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("config", help="TOML recipe")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a recipe value (repeatable), e.g. --set train.steps=1000")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out")
+    p.add_argument("--quiet", action="store_true", help="no progress line (metrics still go to metrics.jsonl)")
+
+
+def run(args) -> int:
+    from ..training.trainer import fit
+
+    cfg = config.load(args.config, args.overrides)
+    fit(cfg, resume=args.resume, progress=not args.quiet, log=(lambda *a, **k: None) if args.quiet else print)
+    return 0

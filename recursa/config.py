@@ -1,0 +1,317 @@
+"""Typed, strictly parsed configuration: TOML recipes plus dotted ``--set key=value`` overrides.
+
+A run config has three sections, each a frozen dataclass whose field docstrings (the ``#:``
+comments) document the recipe keys:
+
+    [model]   architecture (see ModelConfig)
+    [train]   data, optimisation, schedule, logging and checkpointing (see TrainConfig)
+    [eval]    held-out evaluation during training (see EvalConfig)
+
+Unknown keys, wrong types and out-of-range values are errors that name the key. The resolved
+config is written into every checkpoint so a run can be reproduced from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from .errors import RecursaError
+
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    #: "trm" (Tiny Recursive Model) or "baseline" (same blocks applied once, no recursion).
+    arch: Literal["trm", "baseline"] = "trm"
+    #: Width D of every token state.
+    hidden_size: int = 512
+    #: Attention heads (ignored by the MLP token mixer).
+    num_heads: int = 8
+    #: SwiGLU expansion factor (inner width = round(expansion*n*2/3) up to a multiple of 256).
+    expansion: float = 4.0
+    #: Blocks in the one shared network f.
+    L_layers: int = 2
+    #: T: recursion cycles per supervision step (all but the last without gradient).
+    H_cycles: int = 3
+    #: n: latent updates z <- f(z, y + x) per cycle.
+    L_cycles: int = 6
+    #: N_sup: maximum supervision (ACT) steps per puzzle; evaluation runs every row to this.
+    halt_max_steps: int = 16
+    #: Probability that a training row gets a random minimum number of steps (2..N_sup).
+    halt_exploration_prob: float = 0.1
+    #: Replace attention by a SwiGLU over the token axis (TRM-MLP).
+    mlp_t: bool = False
+    #: Position encoding: rotary, learned table, or none.
+    pos_encodings: Literal["rope", "learned", "none"] = "rope"
+    #: Width of the per-puzzle embedding; -1 means hidden_size, 0 disables it.
+    puzzle_emb_ndim: int = -1
+    #: Prefix positions reserved for the puzzle embedding (official TRM: 16); 0 = ceil(ndim/D).
+    puzzle_emb_len: int = 16
+    #: RoPE base.
+    rope_theta: float = 10000.0
+    #: RMSNorm epsilon.
+    rms_norm_eps: float = 1e-5
+    #: Blocks of the non-recursive baseline; 0 means L_layers (equal parameter count).
+    baseline_layers: int = 0
+    #: Activation dtype: weights stay float32 and are cast at use (official: bfloat16 on GPU).
+    forward_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def __post_init__(self):
+        _positive(self, "hidden_size", "num_heads", "L_layers", "H_cycles", "L_cycles", "halt_max_steps")
+        if not self.mlp_t and self.hidden_size % self.num_heads:
+            raise RecursaError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
+        if not 0.0 <= self.halt_exploration_prob <= 1.0:
+            raise RecursaError(f"model.halt_exploration_prob={self.halt_exploration_prob} must be in [0, 1]")
+        if self.expansion <= 0:
+            raise RecursaError(f"model.expansion={self.expansion} must be > 0")
+        if self.puzzle_emb_ndim < -1 or self.puzzle_emb_len < 0 or self.baseline_layers < 0:
+            raise RecursaError("model.puzzle_emb_ndim must be >= -1; model.puzzle_emb_len and model.baseline_layers >= 0")
+
+    @property
+    def emb_ndim(self) -> int:
+        return self.hidden_size if self.puzzle_emb_ndim == -1 else self.puzzle_emb_ndim
+
+    @property
+    def prefix_len(self) -> int:
+        """Positions taken by the puzzle-embedding prefix."""
+        if self.emb_ndim == 0:
+            return 0
+        return self.puzzle_emb_len or -(self.emb_ndim // -self.hidden_size)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    #: Dataset directory in the official layout (train/ and test/), e.g. from `recursa build`.
+    data: str = ""
+    #: Run directory: metrics.jsonl, config and checkpoints go here.
+    out: str = "runs/run"
+    #: Global batch size (rows per supervision step).
+    batch_size: int = 768
+    #: Optimizer steps; 0 means derive from `epochs`.
+    steps: int = 0
+    #: Epochs over the training groups (used when steps = 0).
+    epochs: int = 0
+    #: Stop after this many seconds of training (0 = no limit); a final checkpoint is written.
+    max_time_s: float = 0.0
+    #: Optimiser of the network weights.
+    optimizer: Literal["adam_atan2", "adamw"] = "adam_atan2"
+    #: Peak learning rate.
+    lr: float = 1e-4
+    #: Final LR as a fraction of the peak (1.0 = constant after warm-up, the papers' setting).
+    lr_min_ratio: float = 1.0
+    #: Linear warm-up steps.
+    lr_warmup_steps: int = 2000
+    #: Decoupled weight decay of the network weights.
+    weight_decay: float = 0.1
+    #: Adam betas.
+    beta1: float = 0.9
+    beta2: float = 0.95
+    #: Sign-SGD learning rate of the puzzle embedding.
+    puzzle_emb_lr: float = 1e-2
+    #: Decoupled weight decay of the puzzle embedding (touched rows only).
+    puzzle_emb_weight_decay: float = 0.1
+    #: Token loss: stablemax (official) or softmax cross-entropy.
+    loss: Literal["stablemax", "softmax"] = "stablemax"
+    #: Keep an exponential moving average of the weights (used for evaluation and saved).
+    ema: bool = True
+    #: EMA decay.
+    ema_rate: float = 0.999
+    #: Seed of every random choice (init, sampling, exploration).
+    seed: int = 0
+    #: "auto" picks cuda, then mps, then cpu.
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    #: CPU threads for torch (0 = torch's default).
+    num_threads: int = 0
+    #: Log metrics every this many steps.
+    log_interval: int = 50
+    #: Evaluate on the test split every this many steps (0 = only at the end; -1 = never).
+    eval_interval: int = 0
+    #: Write a checkpoint every this many steps (0 = only at the end).
+    checkpoint_interval: int = 0
+    #: Checkpoints to keep (older ones are deleted).
+    keep_checkpoints: int = 2
+    #: Extra metric sinks besides metrics.jsonl: "tensorboard", "wandb".
+    loggers: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _positive(self, "batch_size", "lr_warmup_steps", "log_interval", "keep_checkpoints")
+        if self.steps < 0 or self.epochs < 0:
+            raise RecursaError("train.steps and train.epochs must be >= 0")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise RecursaError(f"train.lr_min_ratio={self.lr_min_ratio} must be in [0, 1]")
+        for name in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "max_time_s"):
+            if getattr(self, name) < 0:
+                raise RecursaError(f"train.{name}={getattr(self, name)} must be >= 0")
+        for name in ("beta1", "beta2", "ema_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise RecursaError(f"train.{name}={getattr(self, name)} must be in [0, 1)")
+        for sink in self.loggers:
+            if sink not in ("tensorboard", "wandb"):
+                raise RecursaError(f"train.loggers: unknown logger {sink!r} (choose from tensorboard, wandb)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    #: Evaluate at most this many test puzzles during training (0 = all).
+    limit: int = 0
+    #: Batch size of evaluation.
+    batch_size: int = 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def _positive(obj, *names):
+    section = {ModelConfig: "model", TrainConfig: "train", EvalConfig: "eval"}[type(obj)]
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise RecursaError(f"{section}.{name}={getattr(obj, name)} must be > 0")
+
+
+def _coerce(key: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against a field annotation (int/float/bool/str/Literal/list[str])."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise RecursaError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RecursaError(f"{key}: expected a list of strings, got {value!r}")
+        return list(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise RecursaError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RecursaError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecursaError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise RecursaError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation} for {key}")  # programming error
+
+
+def _section(name: str, cls, values: dict) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise RecursaError(f"unknown config key '{name}.{key}' (known: {', '.join(sorted(fields))})")
+        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def from_dict(raw: dict) -> RunConfig:
+    """Build a RunConfig from nested dicts, rejecting unknown sections/keys and bad types."""
+    raw = dict(raw)
+    raw.pop("version", None)
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise RecursaError(f"unknown config section '{name}' (known: {', '.join(SECTIONS)})")
+        if not isinstance(value, dict):
+            raise RecursaError(f"config section '{name}' must be a table")
+    return RunConfig(**{name: _section(name, cls, raw.get(name, {})) for name, cls in SECTIONS.items()})
+
+
+def _parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``--set key=value`` as a TOML value, falling back to a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` overrides to a raw nested dict (values parsed as TOML)."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise RecursaError(f"--set {item!r}: expected section.key=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2 or not all(parts):
+            raise RecursaError(f"--set {item!r}: key must be section.key (e.g. train.lr=1e-4)")
+        section, name = parts
+        if section not in SECTIONS:
+            raise RecursaError(f"--set {item!r}: unknown config section '{section}' (known: {', '.join(SECTIONS)})")
+        raw.setdefault(section, {})[name] = _parse_value(text.strip())
+    return raw
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Load a TOML recipe, apply overrides, validate."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecursaError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise RecursaError(f"{path}: invalid TOML: {e}") from None
+    version = raw.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise RecursaError(f"{path}: config version {version!r} is not supported (expected {CONFIG_VERSION})")
+    try:
+        return from_dict(apply_overrides(raw, list(overrides)))
+    except RecursaError as e:
+        raise RecursaError(f"{path}: {e}") from None
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return {"version": CONFIG_VERSION, **dataclasses.asdict(cfg)}
+
+
+def replace(cfg: RunConfig, **sections: dict) -> RunConfig:
+    """Return a copy with some fields replaced, e.g. ``replace(cfg, train={"steps": 10})``."""
+    raw = to_dict(cfg)
+    for name, values in sections.items():
+        raw[name].update(values)
+    return from_dict(raw)
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """Serialise a RunConfig as TOML (flat sections of scalars and string lists)."""
+    lines = [f"version = {CONFIG_VERSION}"]
+    for name in SECTIONS:
+        lines.append(f"\n[{name}]")
+        for key, value in dataclasses.asdict(getattr(cfg, name)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)

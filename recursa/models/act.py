@@ -1,0 +1,76 @@
+"""Adaptive computation time (ACT) wrapper with carry streaming, as in the official code.
+
+One call is one *supervision step*. The carry holds, per batch row, the recursion state, the
+step counter, the halted flag and the row's current puzzle. On each call:
+
+1. rows that halted at the previous call restart from the init state with ``steps = 0`` and take
+   the incoming batch's row; the other rows keep their puzzle and state (their incoming rows are
+   dropped, exactly as the official training loop does);
+2. the inner model runs one step; ``steps += 1``; a row halts at ``halt_max_steps``;
+3. in training only, a row also halts when ``q_halt > 0``, except that with probability
+   ``halt_exploration_prob`` it gets a random minimum of 2..halt_max_steps steps first.
+
+In eval mode rows halt only at ``halt_max_steps`` (every row runs the full depth). Random draws
+use the ``generator`` passed in, so training is reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+DATA_KEYS = ("inputs", "labels", "puzzle_identifiers")
+
+
+@dataclass
+class Carry:
+    state: tuple[torch.Tensor, ...]  # inner recursion state, e.g. (z_H, z_L), each (B, S, D)
+    steps: torch.Tensor  # (B,) int32, supervision steps taken by the current puzzle
+    halted: torch.Tensor  # (B,) bool, the row finished at the previous call
+    data: dict[str, torch.Tensor]  # the rows' current puzzles (DATA_KEYS)
+
+
+class ACT(nn.Module):
+    """Wraps an inner model (``TRM``/``Baseline``) into ``forward(carry, batch) -> (carry, outputs)``."""
+
+    def __init__(self, inner: nn.Module, halt_max_steps: int, halt_exploration_prob: float):
+        super().__init__()
+        self.inner = inner
+        self.halt_max_steps = halt_max_steps
+        self.halt_exploration_prob = halt_exploration_prob
+
+    def initial_carry(self, batch: dict[str, torch.Tensor]) -> Carry:
+        """A carry in which every row is halted, so the first call loads the whole batch."""
+        B = batch["inputs"].shape[0]
+        device = batch["inputs"].device
+        return Carry(
+            state=self.inner.initial_state(B, device),
+            steps=torch.zeros(B, dtype=torch.int32, device=device),
+            halted=torch.ones(B, dtype=torch.bool, device=device),
+            data={k: torch.zeros_like(batch[k]) for k in DATA_KEYS},
+        )
+
+    def forward(self, carry: Carry, batch: dict[str, torch.Tensor],
+                generator: torch.Generator | None = None) -> tuple[Carry, dict[str, torch.Tensor]]:
+        reset = carry.halted
+        state = self.inner.reset_state(carry.state, reset)
+        steps = torch.where(reset, 0, carry.steps)
+        data = {k: torch.where(reset.view(-1, *([1] * (batch[k].dim() - 1))), batch[k], carry.data[k])
+                for k in DATA_KEYS}
+
+        state, logits, q_halt, q_continue = self.inner(state, data)
+
+        with torch.no_grad():
+            steps = steps + 1
+            halted = steps >= self.halt_max_steps
+            if self.training and self.halt_max_steps > 1:
+                halted = halted | (q_halt > 0)
+                # Exploration: some rows must run a random minimum number of steps.
+                explore = torch.rand(q_halt.shape, generator=generator, device=q_halt.device) < self.halt_exploration_prob
+                min_steps = torch.randint(2, self.halt_max_steps + 1, steps.shape, generator=generator,
+                                          device=steps.device, dtype=steps.dtype)
+                halted = halted & (steps >= explore * min_steps)
+        outputs = {"logits": logits, "q_halt_logits": q_halt, "q_continue_logits": q_continue}
+        return Carry(state=state, steps=steps, halted=halted, data=data), outputs

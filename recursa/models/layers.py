@@ -1,0 +1,195 @@
+"""Building blocks shared by the recursive models, written to match the official TRM/HRM code.
+
+Notable choices (all needed for weight compatibility with the official checkpoints):
+- post-norm blocks with a parameter-free RMSNorm (eps 1e-5) computed in float32;
+- fused projections: ``qkv_proj`` rows are [Q heads, K heads, V heads], ``gate_up_proj`` rows are
+  [gate, up];
+- SwiGLU width = round(expansion * n * 2/3) rounded up to a multiple of 256;
+- rotate-half RoPE over prefix + sequence positions, base 10000;
+- JAX-style truncated-normal initialisation (LeCun std for linears, 1/sqrt(D) for embeddings).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Standard deviation of a standard normal truncated to [-2, 2]; dividing by it makes the
+# truncated draw have exactly the requested std (what the official `trunc_normal_init_` does).
+_TRUNC2_STD = 0.8796256610342398
+
+
+def trunc_normal_(t: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fill ``t`` with a normal truncated at +-2 sigma whose *actual* std is ``std``."""
+    with torch.no_grad():
+        if std == 0:
+            return t.zero_()
+        nn.init.trunc_normal_(t, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=generator)
+        return t.mul_(std / _TRUNC2_STD)
+
+
+def swiglu_width(n: int, expansion: float) -> int:
+    """Inner width of the official SwiGLU: round(expansion*n*2/3) up to a multiple of 256."""
+    inter = round(expansion * n * 2 / 3)
+    return -(inter // -256) * 256
+
+
+def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Parameter-free RMSNorm over the last axis, computed in float32."""
+    dtype = x.dtype
+    x = x.float()
+    x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
+    return x.to(dtype)
+
+
+class Linear(nn.Module):
+    """y = x @ W.T (+ b); weight kept in float32 and cast to the input dtype at use."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(trunc_normal_(torch.empty(out_features, in_features),
+                                                 1.0 / math.sqrt(in_features), generator))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class Embedding(nn.Module):
+    """Token embedding table; the official key is ``embedding_weight``."""
+
+    def __init__(self, num: int, dim: int, init_std: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.embedding_weight = nn.Parameter(trunc_normal_(torch.empty(num, dim), init_std, generator))
+
+    def forward(self, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return F.embedding(ids.long(), self.embedding_weight.to(dtype))
+
+
+class RotaryEmbedding(nn.Module):
+    """cos/sin tables of rotate-half RoPE for ``positions`` positions (non-persistent)."""
+
+    def __init__(self, head_dim: int, positions: int, base: float):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        freqs = torch.outer(torch.arange(positions, dtype=torch.float32), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)  # (S, head_dim)
+        self.register_buffer("cos", emb.cos(), persistent=False)
+        self.register_buffer("sin", emb.sin(), persistent=False)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: (B, S, H, hd); cos/sin: (S, hd)."""
+    dtype = x.dtype
+    cos = cos.unsqueeze(-2).to(dtype)
+    sin = sin.unsqueeze(-2).to(dtype)
+    return x * cos + _rotate_half(x) * sin
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head attention with a fused qkv projection (SDPA: runs on any device)."""
+
+    def __init__(self, hidden: int, num_heads: int, generator: torch.Generator | None = None):
+        super().__init__()
+        if hidden % num_heads:
+            raise ValueError(f"hidden_size {hidden} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = hidden // num_heads
+        self.qkv_proj = Linear(hidden, 3 * hidden, generator=generator)
+        self.o_proj = Linear(hidden, hidden, generator=generator)
+
+    def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
+        B, S, D = h.shape
+        qkv = self.qkv_proj(h).view(B, S, 3 * self.num_heads, self.head_dim)
+        q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, S, H, hd)
+        if rope is not None:
+            q = apply_rope(q, rope.cos[:S], rope.sin[:S])
+            k = apply_rope(k, rope.cos[:S], rope.sin[:S])
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return self.o_proj(out.transpose(1, 2).reshape(B, S, D))
+
+
+class SwiGLU(nn.Module):
+    """SwiGLU over the last axis of width ``n`` (gate first in ``gate_up_proj``)."""
+
+    def __init__(self, n: int, expansion: float, generator: torch.Generator | None = None):
+        super().__init__()
+        inter = swiglu_width(n, expansion)
+        self.gate_up_proj = Linear(n, 2 * inter, generator=generator)
+        self.down_proj = Linear(inter, n, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm block: token mixer (attention, or SwiGLU over the token axis) then channel SwiGLU.
+
+    With ``mlp_t`` the token mixer normalises over the *sequence* axis, as the official code does.
+    """
+
+    def __init__(self, hidden: int, num_heads: int, expansion: float, seq_positions: int,
+                 mlp_t: bool, eps: float, generator: torch.Generator | None = None):
+        super().__init__()
+        self.eps = eps
+        if mlp_t:
+            self.mlp_t = SwiGLU(seq_positions, expansion, generator)
+        else:
+            self.self_attn = Attention(hidden, num_heads, generator)
+        self.mlp = SwiGLU(hidden, expansion, generator)
+
+    def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
+        if hasattr(self, "mlp_t"):
+            t = h.transpose(1, 2)  # (B, D, S)
+            h = rms_norm(t + self.mlp_t(t), self.eps).transpose(1, 2)
+        else:
+            h = rms_norm(h + self.self_attn(h, rope), self.eps)
+        return rms_norm(h + self.mlp(h), self.eps)
+
+
+class ReasoningModule(nn.Module):
+    """f(h, inj): add the injection, then apply the blocks in order."""
+
+    def __init__(self, blocks: list[Block]):
+        super().__init__()
+        self.layers = nn.ModuleList(blocks)
+
+    def forward(self, h: torch.Tensor, inj: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
+        h = h + inj
+        for layer in self.layers:
+            h = layer(h, rope)
+        return h
+
+
+class PuzzleEmbedding(nn.Module):
+    """Per-puzzle-identifier embedding, stored as a buffer and trained by sparse sign-SGD.
+
+    As in the official code the table is a (persistent) buffer, not a parameter: in training the
+    rows of the batch are copied into a leaf tensor ``local_weights`` that receives the gradient,
+    and :class:`recursa.training.optim.SignSGDSparse` applies it to the touched rows only. That
+    keeps the optimiser cost proportional to the batch, not to the (possibly ~1M-row) table.
+    """
+
+    def __init__(self, num_ids: int, dim: int):
+        super().__init__()
+        self.register_buffer("weights", torch.zeros(num_ids, dim), persistent=True)
+        self.local_weights: torch.Tensor | None = None
+        self.local_ids: torch.Tensor | None = None
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch.is_grad_enabled()):
+            return self.weights[ids]
+        local = self.weights[ids].detach().requires_grad_(True)
+        self.local_weights, self.local_ids = local, ids
+        return local

@@ -1,0 +1,148 @@
+"""Tiny Recursive Model (TRM, arXiv 2510.04871) and its non-recursive baseline.
+
+The recursion follows the official ``TinyRecursiveReasoningModel_ACTV1`` inner step exactly.
+In the code's names, z_H is the paper's answer y and z_L its latent z; one network ``L_level``
+(``L_layers`` blocks) performs both updates:
+
+    for each of the H_cycles - 1 first cycles, without gradient:
+        repeat L_cycles times:  z_L <- f(z_L, z_H + x)      # refine the latent
+        z_H <- f(z_H, z_L)                                    # refine the answer
+    one last cycle, the same, with gradient (full back-prop through n+1 network calls)
+
+Outputs: token logits from z_H after the puzzle prefix; halting logits (q_halt, q_continue) from
+z_H at position 0. The state is returned detached, so every supervision step is its own graph.
+Module and buffer names equal the official ones (``embed_tokens.embedding_weight``,
+``L_level.layers.0.self_attn.qkv_proj.weight``, ``H_init``...), so official weights map 1:1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .layers import Block, Embedding, Linear, PuzzleEmbedding, ReasoningModule, RotaryEmbedding, trunc_normal_
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its dataset (from ``dataset.json``)."""
+
+    vocab_size: int
+    seq_len: int
+    num_puzzle_identifiers: int
+
+
+class TokenModel(nn.Module):
+    """Input embedding (tokens + puzzle prefix + positions) and the two heads, shared by TRM and
+    the baseline so both have identical embedding/head parameters."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg, self.spec = cfg, spec
+        D = cfg.hidden_size
+        self.prefix_len = cfg.prefix_len
+        self.positions = spec.seq_len + self.prefix_len
+        self.embed_scale = math.sqrt(D)
+        self.dtype = getattr(torch, cfg.forward_dtype)
+        self.embed_tokens = Embedding(spec.vocab_size, D, 1.0 / self.embed_scale, generator)
+        self.lm_head = Linear(D, spec.vocab_size, generator=generator)
+        self.q_head = Linear(D, 2, bias=True, generator=generator)
+        with torch.no_grad():  # halting starts "never halt": sigmoid(-5) ~ 0.007
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5.0)
+        if cfg.emb_ndim > 0:
+            self.puzzle_emb = PuzzleEmbedding(spec.num_puzzle_identifiers, cfg.emb_ndim)
+        self.rotary_emb = None
+        if cfg.pos_encodings == "rope":
+            self.rotary_emb = RotaryEmbedding(D // cfg.num_heads, self.positions, cfg.rope_theta)
+        elif cfg.pos_encodings == "learned":
+            self.embed_pos = Embedding(self.positions, D, 1.0 / self.embed_scale, generator)
+
+    def make_blocks(self, n: int, generator: torch.Generator | None) -> list[Block]:
+        c = self.cfg
+        return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator)
+                for _ in range(n)]
+
+    def embed(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
+        """x = sqrt(D) * [puzzle prefix ; token embeddings]  -> (B, P + L, D)."""
+        dtype = self.dtype
+        x = self.embed_tokens(inputs, dtype)
+        if self.prefix_len:
+            B, D = x.shape[0], self.cfg.hidden_size
+            pe = self.puzzle_emb(puzzle_identifiers.long()).to(dtype)  # (B, ndim)
+            pad = self.prefix_len * D - pe.shape[-1]
+            if pad > 0:
+                pe = torch.nn.functional.pad(pe, (0, pad))
+            x = torch.cat((pe.view(B, self.prefix_len, D), x), dim=1)
+        if self.cfg.pos_encodings == "learned":
+            x = 0.707106781 * (x + self.embed_pos.embedding_weight.to(dtype))
+        return (self.embed_scale * x).to(dtype)
+
+    def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits (B, L, V), q_halt (B,), q_continue (B,)); q read at position 0, in float32."""
+        logits = self.lm_head(z_H)[:, self.prefix_len:]
+        q = self.q_head(z_H[:, 0]).float()
+        return logits, q[..., 0], q[..., 1]
+
+
+class TRM(TokenModel):
+    """The TRM inner model: ``forward(state, batch) -> (state, logits, q_halt, q_continue)``."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
+        # Fixed (not learned) initial answer y and latent z, broadcast over positions.
+        self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+
+    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        shape = (batch_size, self.positions, self.cfg.hidden_size)
+        return tuple(v.to(device, self.dtype).expand(shape).clone() for v in (self.H_init, self.L_init))
+
+    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rows where ``reset`` is true restart from the init vectors."""
+        m = reset.view(-1, 1, 1)
+        z_H, z_L = state
+        return (torch.where(m, self.H_init.to(z_H.dtype), z_H), torch.where(m, self.L_init.to(z_L.dtype), z_L))
+
+    def forward(self, state, batch):
+        c = self.cfg
+        rope = self.rotary_emb
+        x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
+        z_H, z_L = state
+        with torch.no_grad():
+            for _ in range(c.H_cycles - 1):
+                for _ in range(c.L_cycles):
+                    z_L = self.L_level(z_L, z_H + x, rope)
+                z_H = self.L_level(z_H, z_L, rope)
+        # The last cycle carries the gradient.
+        for _ in range(c.L_cycles):
+            z_L = self.L_level(z_L, z_H + x, rope)
+        z_H = self.L_level(z_H, z_L, rope)
+        logits, q_halt, q_continue = self.heads(z_H)
+        return (z_H.detach(), z_L.detach()), logits, q_halt, q_continue
+
+
+class Baseline(TokenModel):
+    """Non-recursive comparison model: the same blocks (and so the same parameter count as a TRM
+    with ``L_layers`` blocks), applied once to the input embedding. No state, no cycles."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.L_level = ReasoningModule(self.make_blocks(cfg.baseline_layers or cfg.L_layers, generator))
+
+    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        return ()
+
+    def reset_state(self, state, reset):
+        return ()
+
+    def forward(self, state, batch):
+        x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
+        z = self.L_level(torch.zeros_like(x), x, self.rotary_emb)
+        logits, q_halt, q_continue = self.heads(z)
+        return (), logits, q_halt, q_continue

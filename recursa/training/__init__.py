@@ -1,0 +1,1 @@
+"""Training: losses, optimisers, EMA, checkpoints and the training loop."""

@@ -1,0 +1,158 @@
+"""Model semantics: official fixtures, gradient flow, carry streaming, parameter parity."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from recursa.config import ModelConfig
+from recursa.models import DataSpec, build_model, count_parameters
+
+from .conftest import shared_file
+
+TOL = {"trm_att_rope": [1e-4, 1e-4, 1e-4], "trm_mlp_t": [1e-4, 1e-3, 5e-3]}
+
+
+def _fixture_model(case):
+    meta = json.loads(shared_file(f"fixtures/official/{case}.json").read_text())
+    c = meta["config"]
+    cfg = ModelConfig(hidden_size=c["hidden_size"], num_heads=c["num_heads"], expansion=c["expansion"],
+                      L_layers=c["L_layers"], H_cycles=c["H_cycles"], L_cycles=c["L_cycles"],
+                      halt_max_steps=c["halt_max_steps"], mlp_t=c["mlp_t"], pos_encodings=c["pos_encodings"],
+                      puzzle_emb_ndim=c["puzzle_emb_ndim"], puzzle_emb_len=c["puzzle_emb_len"])
+    model = build_model(cfg, DataSpec(c["vocab_size"], c["seq_len"], c["num_puzzle_identifiers"]))
+    weights = load_file(str(shared_file(f"fixtures/official/{case}.weights.safetensors")))
+    model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    io = load_file(str(shared_file(f"fixtures/official/{case}.io.safetensors")))
+    return model.eval(), io
+
+
+def _batch(io, name):
+    return {k: io[f"{name}.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
+
+
+@pytest.mark.parametrize("case", ["trm_att_rope", "trm_mlp_t"])
+def test_official_fixture_step_by_step(case):
+    from recursa.training.losses import act_loss
+    model, io = _fixture_model(case)
+    batch = _batch(io, "batch_a")
+    with torch.inference_mode():
+        carry = model.initial_carry(batch)
+        for k in range(1, 4):
+            carry, out = model(carry, batch)
+            atol = TOL[case][k - 1]
+            for name, got in [("logits", out["logits"]), ("q_halt_logits", out["q_halt_logits"]),
+                              ("q_continue_logits", out["q_continue_logits"]),
+                              ("z_H", carry.state[0]), ("z_L", carry.state[1])]:
+                assert (got - io[f"step{k}.{name}"]).abs().max() <= atol, (k, name)
+            assert torch.equal(carry.steps, io[f"step{k}.steps"])
+            assert torch.equal(carry.halted, io[f"step{k}.halted"])
+            labels = carry.data["labels"]
+            loss, m = act_loss(out, labels, carry.halted, carry.steps)
+            assert abs(loss.item() - io[f"step{k}.loss"].item()) <= 1e-3
+            assert abs(m["lm_loss"].item() - io[f"step{k}.lm_loss"].item()) <= 1e-3
+        # Mixed reset: rows 0 and 2 restart on batch_b, rows 1 and 3 continue.
+        carry = model.initial_carry(batch)
+        carry, _ = model(carry, batch)
+        carry.halted = torch.tensor([True, False, True, False])
+        carry, out = model(carry, _batch(io, "batch_b"))
+        assert torch.equal(carry.steps, io["mixed.steps"])
+        assert torch.equal(carry.data["puzzle_identifiers"].to(torch.int32), io["mixed.current_puzzle_identifiers"])
+        assert (out["logits"] - io["mixed.logits"]).abs().max() <= TOL[case][1]
+
+
+def _small(**kw):
+    cfg = dict(hidden_size=32, num_heads=2, L_layers=2, H_cycles=3, L_cycles=2, halt_max_steps=4,
+               pos_encodings="rope", puzzle_emb_len=2)
+    cfg.update(kw)
+    return build_model(ModelConfig(**cfg), DataSpec(vocab_size=6, seq_len=16, num_puzzle_identifiers=3), seed=1)
+
+
+def _rand_batch(B=4, L=16, V=6):
+    g = torch.Generator().manual_seed(0)
+    return {"inputs": torch.randint(1, V, (B, L), generator=g), "labels": torch.randint(2, V, (B, L), generator=g),
+            "puzzle_identifiers": torch.randint(0, 3, (B,), generator=g)}
+
+
+@pytest.mark.parametrize("mlp_t", [False, True])
+def test_only_the_last_cycle_carries_gradient(mlp_t):
+    model = _small(mlp_t=mlp_t, pos_encodings="none" if mlp_t else "rope").train()
+    batch = _rand_batch()
+    grad_calls = []
+    model.inner.L_level.register_forward_hook(lambda mod, inp, out: grad_calls.append(out.requires_grad))
+    carry = model.initial_carry(batch)
+    z_H = carry.state[0].clone().requires_grad_(True)
+    z_L = carry.state[1].clone().requires_grad_(True)
+    state, logits, q_halt, _ = model.inner((z_H, z_L), batch)
+    c = model.inner.cfg
+    per_cycle = c.L_cycles + 1
+    assert grad_calls == [False] * (c.H_cycles - 1) * per_cycle + [True] * per_cycle
+    (logits.square().mean() + q_halt.sum()).backward()
+    # The no-grad cycles cut the graph: nothing flows back to the incoming state...
+    assert z_H.grad is None and z_L.grad is None
+    # ...while every weight used in the last cycle gets a gradient.
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert not state[0].requires_grad and not state[1].requires_grad
+    # With a single cycle the gradient does reach the incoming state (the check above can fail).
+    one = _small(H_cycles=1).train()
+    zh = one.initial_carry(batch).state[0].clone().requires_grad_(True)
+    zl = one.initial_carry(batch).state[1].clone().requires_grad_(True)
+    _, lg, _, _ = one.inner((zh, zl), batch)
+    lg.square().mean().backward()
+    assert zh.grad is not None and zh.grad.abs().sum() > 0
+
+
+def test_puzzle_embedding_gets_gradient_through_local_rows():
+    model = _small().train()
+    batch = _rand_batch()
+    carry, out = model(model.initial_carry(batch), batch)
+    out["logits"].square().mean().backward()
+    emb = model.inner.puzzle_emb
+    assert emb.local_weights.grad is not None and emb.local_weights.grad.abs().sum() > 0
+    assert torch.equal(emb.local_ids, batch["puzzle_identifiers"])
+
+
+def test_baseline_has_same_parameter_count_and_runs_once():
+    trm, base = _small(arch="trm"), _small(arch="baseline")
+    assert count_parameters(trm) == count_parameters(base)
+    assert base.halt_max_steps == 1
+    batch = _rand_batch()
+    base.eval()
+    with torch.inference_mode():
+        carry, out = base(base.initial_carry(batch), batch)
+    assert carry.halted.all() and out["logits"].shape == (4, 16, 6)
+
+
+def test_training_halting_and_exploration():
+    model = _small(halt_max_steps=5, halt_exploration_prob=0.0).train()
+    with torch.no_grad():  # make q_halt > 0 everywhere: rows halt after one step in training
+        model.inner.q_head.bias.fill_(5.0)
+    batch = _rand_batch()
+    carry, _ = model(model.initial_carry(batch), batch)
+    assert carry.halted.all()
+    # With exploration on every row, none may halt before step 2.
+    model.halt_exploration_prob = 1.0
+    g = torch.Generator().manual_seed(0)
+    carry, _ = model(model.initial_carry(batch), batch, generator=g)
+    assert not carry.halted.any()
+    # In eval mode only halt_max_steps counts.
+    model.eval()
+    carry = model.initial_carry(batch)
+    with torch.inference_mode():
+        for k in range(5):
+            carry, _ = model(carry, batch)
+            assert carry.halted.all() == (k == 4)
+
+
+def test_halted_rows_take_new_data_and_others_keep_theirs():
+    model = _small().eval()
+    a, b = _rand_batch(), _rand_batch()
+    b = {k: v.flip(0) for k, v in b.items()}
+    with torch.inference_mode():
+        carry, _ = model(model.initial_carry(a), a)
+        carry.halted = torch.tensor([False, True, False, True])
+        carry, _ = model(carry, b)
+    assert torch.equal(carry.data["inputs"][0], a["inputs"][0]) and torch.equal(carry.data["inputs"][1], b["inputs"][1])
+    assert carry.steps.tolist() == [2, 1, 2, 1]
