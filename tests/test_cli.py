@@ -73,7 +73,9 @@ def test_build_train_eval_solve(run, capsys):
     text = capsys.readouterr().out
     assert "step 1" in text and "step 3" in text and "final answer after 3 steps" in text
     f = root / "puzzles.txt"
-    f.write_text("# two puzzles\n1...  ..2.  .3..  ...4\n.2.. 4... ...1 ..3.\n")
+    test_inputs = np.load(data / "test" / "all__inputs.npy")[:2]  # tokens: 1 = blank, 2.. = digits
+    lines = ["".join("." if t == 1 else str(t - 1) for t in row) for row in test_inputs]
+    f.write_text("# two puzzles\n" + "\n".join(lines) + "\n")
     assert main(["solve", str(out), "--file", str(f)]) == 0
     assert "answers valid" in capsys.readouterr().out
 
@@ -145,7 +147,7 @@ def test_missing_or_inconsistent_dataset(run, capsys, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(data, bad)
     np.save(bad / "test" / "all__labels.npy", np.zeros((3, 16), np.int32))
-    assert "3 labels" in _err(capsys, ["eval", str(out), "--data", str(bad)]) or True
+    assert "20 inputs but 3 labels" in _err(capsys, ["eval", str(out), "--data", str(bad)])
     other = tmp_path / "six"
     assert main(["build", "sudoku", "--box", "2x3", "--num-train", "5", "--num-test", "5", "--out", str(other)]) == 0
     assert "do not match the checkpoint" in _err(capsys, ["eval", str(out), "--data", str(other)])

@@ -47,13 +47,18 @@ def show_refinement(task, inputs: np.ndarray, step_preds: list[np.ndarray], q_ha
     ref = task.reference(inputs) if hasattr(task, "reference") else None
     blocks, titles = [task.render(inputs)], ["puzzle"]
     prev = None
+    # Once the answer stops changing, one grid stands for all the remaining steps.
+    last_change = max([k for k in range(1, len(step_preds)) if (step_preds[k] != step_preds[k - 1]).any()], default=0)
     for k, pred in enumerate(step_preds):
+        if k > last_change + 1:
+            break
         notes = []
         if prev is not None:
             notes.append(f"{int((pred != prev).sum())} changed")
         if ref is not None:
             notes.append(f"{int((pred != ref).sum())} wrong")
-        titles.append(f"step {k + 1}: " + ", ".join(notes) if notes else f"step {k + 1}")
+        label = f"step {k + 1}" if k <= last_change or k == len(step_preds) - 1 else f"steps {k + 1}-{len(step_preds)}"
+        titles.append(f"{label}: " + ", ".join(notes) if notes else label)
         blocks.append(task.render(pred))
         prev = pred
     out = []
