@@ -176,7 +176,7 @@ def _plot(path: Path, trm_by_step: list[float], baseline: float, title: str) -> 
 
 
 def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds: float = 240.0, seed: int = 0,
-             parallel: bool | None = None, say=print) -> dict:
+             parallel: bool | None = None, model_overrides: dict | None = None, say=print) -> dict:
     from .data.format import load_split
     from .evaluation.evaluate import evaluate
     from .inference import load_checkpoint, refine, to_device
@@ -188,6 +188,8 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds
     if train_seconds <= 0:
         raise RecursaError("--train-seconds must be > 0")
     preset = PRESETS[task]
+    if model_overrides:
+        preset = DemoTask(preset.description, preset.build, {**preset.model, **model_overrides}, preset.train)
     out = Path(out)
     if parallel is None:
         parallel = (os.cpu_count() or 1) >= 2
@@ -234,6 +236,12 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds
             say(f"  {'TRM after ' + str(k + 1) + ' supervision step' + ('s' if k else ''):<34}"
                 f"{trm.meta['params']:>9,}{trm.meta['step']:>13}   {100 * trm_by_step[k]:5.1f}%")
     say(f"  valid solutions (rule checker): TRM {100 * r_trm['valid_rate']:.1f}%, baseline {100 * r_base['valid_rate']:.1f}%")
+    say("")
+    c = trm.cfg.model
+    say(f"  What this shows: both models have the same {trm.meta['params']:,} parameters. The baseline applies its")
+    say(f"  {c.L_layers} blocks once. TRM applies the same kind of network {c.H_cycles * (c.L_cycles + 1)} times per supervision step")
+    say(f"  (T={c.H_cycles} cycles of n={c.L_cycles} latent updates + 1 answer update) and feeds its answer back for")
+    say(f"  up to {c.halt_max_steps} steps: each row above is the same trained TRM stopped after k steps.")
     say("")
 
     say("[4/4] one held-out puzzle, solved step by step by TRM:")

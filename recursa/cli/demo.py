@@ -21,9 +21,17 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of both models (default 0)")
     p.add_argument("--sequential", action="store_true", help="train the two models one after the other (2 threads each)")
+    p.add_argument("--hidden-size", type=int, default=0, help="model width D (default: the preset's, 64 for sudoku6)")
+    p.add_argument("--sup-steps", type=int, default=0, help="TRM supervision steps N_sup (default: the preset's, 8 for sudoku6)")
 
 
 def run(args) -> int:
     from ..demo import run_demo
-    run_demo(args.task, args.out, args.train_seconds, args.seed, parallel=False if args.sequential else None)
+    overrides = {}
+    if args.hidden_size:
+        overrides["hidden_size"] = args.hidden_size
+    if args.sup_steps:
+        overrides["halt_max_steps"] = args.sup_steps
+    run_demo(args.task, args.out, args.train_seconds, args.seed, parallel=False if args.sequential else None,
+             model_overrides=overrides)
     return 0

@@ -35,7 +35,7 @@ class AdamATan2(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                t = state["step"].item()
+                t = state["step"].item()  # a CPU tensor: no device sync
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 g = p.grad
                 p.mul_(1 - lr * wd)

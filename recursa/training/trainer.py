@@ -16,7 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import config as config_mod
@@ -93,8 +92,7 @@ class Trainer:
         if resume:
             self._load_state()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        config_mod_text = config_mod.to_toml(cfg)
-        checkpoint.atomic_write_text(self.run_dir / "config.toml", config_mod_text)
+        checkpoint.atomic_write_text(self.run_dir / "config.toml", config_mod.to_toml(cfg))
         self.logger = MetricLogger(self.run_dir, t.loggers, config_mod.to_dict(cfg), resume)
         self.progress = Progress(progress)
 

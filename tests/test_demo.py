@@ -1,0 +1,26 @@
+"""The demo end to end on a seconds-long budget: everything it promises to write is there and
+usable (the accuracy targets are measured by the full `recursa demo`, not here)."""
+
+import json
+
+from PIL import Image
+
+from recursa.cli import main
+from recursa.demo import run_demo
+
+
+def test_short_demo_writes_everything(tmp_path, capsys):
+    out = tmp_path / "demo"
+    summary = run_demo("sudoku4", out, train_seconds=4, seed=1, say=lambda *a: None)
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved == summary
+    for key in ("task", "trm_exact", "baseline_exact", "trm_exact_by_step", "trm_params", "baseline_params",
+                "n_test", "wall_s"):
+        assert key in saved
+    assert saved["trm_params"] == saved["baseline_params"] and len(saved["trm_exact_by_step"]) == 8
+    assert Image.open(out / "accuracy_by_step.png").size[0] > 300
+    # The dataset and both checkpoints work with the CLI.
+    for name in ("trm", "baseline"):
+        assert main(["eval", str(out / name), "--data", str(out / "data"), "--limit", "20"]) == 0
+    assert main(["solve", str(out / "trm"), "--puzzle", "1... ..2. .3.. ...4"]) == 0
+    assert "final answer after 8 steps" in capsys.readouterr().out
