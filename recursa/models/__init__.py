@@ -6,9 +6,10 @@ import torch
 
 from ..config import ModelConfig
 from .act import ACT, Carry
+from .hrm import HRM
 from .trm import TRM, Baseline, DataSpec
 
-MODELS = {"trm": TRM, "baseline": Baseline}
+MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline}
 
 
 def build_model(cfg: ModelConfig, spec: DataSpec, seed: int = 0) -> ACT:
@@ -16,7 +17,7 @@ def build_model(cfg: ModelConfig, spec: DataSpec, seed: int = 0) -> ACT:
     generator = torch.Generator().manual_seed(seed)
     inner = MODELS[cfg.arch](cfg, spec, generator)
     max_steps = 1 if cfg.arch == "baseline" else cfg.halt_max_steps
-    return ACT(inner, max_steps, cfg.halt_exploration_prob)
+    return ACT(inner, max_steps, cfg.halt_exploration_prob, q_continue=cfg.q_continue)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -24,4 +25,4 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ACT", "Carry", "TRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]
+__all__ = ["ACT", "Carry", "TRM", "HRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]

@@ -7,8 +7,12 @@ step counter, the halted flag and the row's current puzzle. On each call:
    the incoming batch's row; the other rows keep their puzzle and state (their incoming rows are
    dropped, exactly as the official training loop does);
 2. the inner model runs one step; ``steps += 1``; a row halts at ``halt_max_steps``;
-3. in training only, a row also halts when ``q_halt > 0``, except that with probability
-   ``halt_exploration_prob`` it gets a random minimum of 2..halt_max_steps steps first.
+3. in training only, a row also halts when ``q_halt > 0`` (or, with ``q_continue``, when
+   ``q_halt > q_continue``), except that with probability ``halt_exploration_prob`` it gets a
+   random minimum of 2..halt_max_steps steps first;
+4. with ``q_continue`` (the HRM paper's Q-learning halting) and in training, an extra no-grad
+   step on the new carry gives the continue target: sigmoid(q_halt') at the last step, else
+   sigmoid(max(q_halt', q_continue')), returned as ``outputs["target_q_continue"]``.
 
 In eval mode rows halt only at ``halt_max_steps`` (every row runs the full depth). Random draws
 use the ``generator`` passed in, so training is reproducible and resumable.
@@ -35,11 +39,12 @@ class Carry:
 class ACT(nn.Module):
     """Wraps an inner model (``TRM``/``Baseline``) into ``forward(carry, batch) -> (carry, outputs)``."""
 
-    def __init__(self, inner: nn.Module, halt_max_steps: int, halt_exploration_prob: float):
+    def __init__(self, inner: nn.Module, halt_max_steps: int, halt_exploration_prob: float, q_continue: bool = False):
         super().__init__()
         self.inner = inner
         self.halt_max_steps = halt_max_steps
         self.halt_exploration_prob = halt_exploration_prob
+        self.q_continue = q_continue
 
     def initial_carry(self, batch: dict[str, torch.Tensor]) -> Carry:
         """A carry in which every row is halted, so the first call loads the whole batch."""
@@ -62,15 +67,20 @@ class ACT(nn.Module):
 
         state, logits, q_halt, q_continue = self.inner(state, data)
 
+        outputs = {"logits": logits, "q_halt_logits": q_halt, "q_continue_logits": q_continue}
         with torch.no_grad():
             steps = steps + 1
-            halted = steps >= self.halt_max_steps
+            is_last = steps >= self.halt_max_steps
+            halted = is_last
             if self.training and self.halt_max_steps > 1:
-                halted = halted | (q_halt > 0)
+                halted = halted | ((q_halt > q_continue) if self.q_continue else (q_halt > 0))
                 # Exploration: some rows must run a random minimum number of steps.
                 explore = torch.rand(q_halt.shape, generator=generator, device=q_halt.device) < self.halt_exploration_prob
                 min_steps = torch.randint(2, self.halt_max_steps + 1, steps.shape, generator=generator,
                                           device=steps.device, dtype=steps.dtype)
                 halted = halted & (steps >= explore * min_steps)
-        outputs = {"logits": logits, "q_halt_logits": q_halt, "q_continue_logits": q_continue}
+                if self.q_continue:
+                    _, _, next_halt, next_continue = self.inner(state, data)
+                    target = torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
+                    outputs["target_q_continue"] = torch.sigmoid(target)
         return Carry(state=state, steps=steps, halted=halted, data=data), outputs

@@ -2,7 +2,8 @@
 
 - token loss, per sequence: sum of the CE over labelled tokens / their count, summed over rows;
 - halting loss: BCE-with-logits of q_halt against "the whole sequence is right", summed;
-- total = lm + 0.5 * halt. The trainer back-propagates total / batch_size.
+- with Q-learning halting, a continue loss: BCE of q_continue against the ACT wrapper's target;
+- total = lm + 0.5 * (halt + continue). The trainer back-propagates total / batch_size.
 
 Stablemax replaces exp by s(x) = x + 1 (x >= 0), 1 / (1 - x) (x < 0); it is computed in float64
 as in the official code, which keeps it from saturating on the tiny-data regimes of these models.
@@ -69,4 +70,10 @@ def act_loss(outputs: dict[str, torch.Tensor], labels: torch.Tensor, halted: tor
     q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="sum")
     metrics["lm_loss"] = lm_loss.detach()
     metrics["q_halt_loss"] = q_halt_loss.detach()
-    return lm_loss + 0.5 * q_halt_loss, metrics
+    total = lm_loss + 0.5 * q_halt_loss
+    if "target_q_continue" in outputs:  # Q-learning halting (HRM)
+        q_continue_loss = F.binary_cross_entropy_with_logits(outputs["q_continue_logits"], outputs["target_q_continue"],
+                                                             reduction="sum")
+        metrics["q_continue_loss"] = q_continue_loss.detach()
+        total = total + 0.5 * q_continue_loss
+    return total, metrics

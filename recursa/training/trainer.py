@@ -33,8 +33,6 @@ from .logging import MetricLogger, Progress, fmt_time
 from .losses import act_loss
 from .optim import AdamATan2, SignSGDSparse, lr_at
 
-METRIC_KEYS = ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
-
 
 class Trainer:
     def __init__(self, cfg: RunConfig, *, resume: bool = False, progress: bool = True, log=print):
@@ -190,7 +188,7 @@ class Trainer:
 
     def fit(self) -> Path:
         t = self.cfg.train
-        sums = {k: torch.zeros((), dtype=torch.float64, device=self.device) for k in (*METRIC_KEYS, "loss")}
+        sums: dict[str, torch.Tensor] = {}
         window_steps, window_start = 0, time.perf_counter()
         start = time.perf_counter()
         elapsed0 = self.elapsed
@@ -201,6 +199,8 @@ class Trainer:
             batch = to_device(self.sampler.next_batch(), self.device)
             metrics = self.train_step(batch)
             for k, v in metrics.items():
+                if k not in sums:
+                    sums[k] = torch.zeros((), dtype=torch.float64, device=self.device)
                 sums[k] += v
             window_steps += 1
             self.elapsed = elapsed0 + time.perf_counter() - start
@@ -218,6 +218,8 @@ class Trainer:
                        "train/exact_accuracy": vals["exact_accuracy"] / count,
                        "train/q_halt_accuracy": vals["q_halt_accuracy"] / count,
                        "train/steps": vals["steps"] / count, "steps_per_s": rate, "elapsed_s": self.elapsed}
+                if "q_continue_loss" in vals:
+                    row["train/q_continue_loss"] = vals["q_continue_loss"] / window_steps / t.batch_size
                 self.logger.log(self.step, row)
                 if t.max_time_s and self.total_steps >= 10**12:
                     eta = t.max_time_s - self.elapsed

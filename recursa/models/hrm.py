@@ -1,0 +1,59 @@
+"""Hierarchical Reasoning Model (HRM, arXiv 2506.21734), following the official
+``HierarchicalReasoningModel_ACTV1`` inner step.
+
+Two networks at two speeds: a fast low-level state z_L updated by ``L_level`` and a slow
+high-level state z_H updated by ``H_level``. Per supervision step, H_cycles x L_cycles updates:
+
+    for i in 1..H_cycles:
+        for j in 1..L_cycles:  z_L <- L(z_L, z_H + x)
+        z_H <- H(z_H, z_L)
+
+all without gradient except the very last L update and the very last H update (the 1-step
+gradient approximation). Heads read z_H as in TRM; the puzzle prefix is ceil(ndim / D) = 1
+position. Module names equal the official ones.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import ModelConfig
+from .layers import ReasoningModule, trunc_normal_
+from .trm import DataSpec, TokenModel
+
+
+class HRM(TokenModel):
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.H_level = ReasoningModule(self.make_blocks(cfg.H_layers, generator))
+        self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
+        self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+
+    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        shape = (batch_size, self.positions, self.cfg.hidden_size)
+        return tuple(v.to(device, self.dtype).expand(shape).clone() for v in (self.H_init, self.L_init))
+
+    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        m = reset.view(-1, 1, 1)
+        z_H, z_L = state
+        return (torch.where(m, self.H_init.to(z_H.dtype), z_H), torch.where(m, self.L_init.to(z_L.dtype), z_L))
+
+    def forward(self, state, batch):
+        c = self.cfg
+        rope = self.rotary_emb
+        x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
+        z_H, z_L = state
+        with torch.no_grad():
+            for i in range(c.H_cycles):
+                last_cycle = i == c.H_cycles - 1
+                for j in range(c.L_cycles):
+                    if not (last_cycle and j == c.L_cycles - 1):
+                        z_L = self.L_level(z_L, z_H + x, rope)
+                if not last_cycle:
+                    z_H = self.H_level(z_H, z_L, rope)
+        # 1-step gradient: only the final L and H updates are differentiated.
+        z_L = self.L_level(z_L, z_H + x, rope)
+        z_H = self.H_level(z_H, z_L, rope)
+        logits, q_halt, q_continue = self.heads(z_H)
+        return (z_H.detach(), z_L.detach()), logits, q_halt, q_continue
