@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import RecursaError
-from . import build, demo, eval as eval_cmd, solve, train
+from . import build, demo, eval as eval_cmd, import_official, solve, train
 
 COMMANDS = {
     "demo": (demo, "build a task, train TRM and a same-size non-recursive baseline, compare them"),
@@ -20,6 +20,7 @@ COMMANDS = {
     "train": (train, "train a model from a TOML recipe"),
     "eval": (eval_cmd, "evaluate a checkpoint on a dataset split"),
     "solve": (solve, "solve one puzzle, showing the answer after every supervision step"),
+    "import-official": (import_official, "convert an official TRM/HRM checkpoint into a recursa checkpoint"),
 }
 
 

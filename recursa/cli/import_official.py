@@ -1,0 +1,34 @@
+"""Convert a checkpoint written by the official TRM or HRM training code into a recursa
+checkpoint, usable by `recursa eval` and `recursa solve` (on CPU too).
+
+Handles the key prefixes of compiled (`_orig_mod.model.inner.`) and plain (`model.inner.`)
+runs, bf16 init vectors, any number of puzzle-embedding rows, and the official config file
+(`all_config.yaml`: the arch fields are mapped; fields recursa does not use are reported).
+Loading never runs code: a pickle that wants to is refused. Every missing, unexpected or
+wrongly-shaped key is named with both shapes.
+
+Example:
+  recursa import-official step_65100 --config all_config.yaml --data data/sudoku-extreme --out ckpt/trm-sudoku
+  recursa eval ckpt/trm-sudoku --data data/sudoku-extreme
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("ckpt", help="official checkpoint file (e.g. checkpoints/<project>/<run>/step_N)")
+    p.add_argument("--arch", choices=["trm", "hrm"], help="model family (default: from arch.name in the config)")
+    p.add_argument("--config", required=True, help="the run's official all_config.yaml")
+    p.add_argument("--identifiers", help="the dataset's identifiers.json (puzzle id -> name), kept with the checkpoint")
+    p.add_argument("--data", help="a dataset directory (official layout): gives seq_len, identifiers and the task")
+    p.add_argument("--seq-len", type=int, help="sequence length, when neither the weights nor --data give it")
+    p.add_argument("--out", required=True, help="output checkpoint directory (replaced atomically)")
+
+
+def run(args) -> int:
+    from ..official import import_official
+    import_official(args.ckpt, args.out, arch=args.arch, config_yaml=args.config, identifiers=args.identifiers,
+                    data=args.data, seq_len=args.seq_len)
+    return 0

@@ -1,0 +1,212 @@
+"""Import checkpoints written by the official TRM / HRM code into recursa checkpoints.
+
+An official checkpoint is a ``torch.save``d state dict of the (usually ``torch.compile``d) loss
+head, so keys look like ``_orig_mod.model.inner.L_level.layers.0.mlp.gate_up_proj.weight``
+(``model.inner.`` without compile). recursa's module names equal the official ones, so the import
+strips the prefix, casts to float32 (bf16 ``H_init``/``L_init`` included) and checks every key
+and shape against the model described by the official ``all_config.yaml``.
+
+Loading uses ``torch.load(weights_only=True)``: a file that wants to run code while unpickling is
+refused. The identifier -> embedding-row mapping is not in official checkpoints; pass the
+dataset's ``identifiers.json`` (or ``--data``) to keep it with the imported checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from . import config as config_mod
+from .data.format import read_task_info
+from .errors import RecursaError
+from .models import DataSpec, build_model, count_parameters
+from .training import checkpoint
+
+# official arch field -> recursa ModelConfig field (same meaning)
+SAME = ("hidden_size", "num_heads", "expansion", "H_cycles", "L_cycles", "L_layers", "halt_max_steps",
+        "halt_exploration_prob", "pos_encodings", "puzzle_emb_ndim", "rms_norm_eps", "rope_theta", "forward_dtype")
+TRM_ONLY = ("mlp_t", "puzzle_emb_len", "no_ACT_continue")
+# Known fields that describe the data or the training setup, not the architecture.
+DATA_FIELDS = ("name", "loss", "batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
+PREFIXES = ("_orig_mod.", "model.")
+
+
+def detect_arch(name: str) -> str | None:
+    n = name.lower()
+    if "hierarchical" in n or "hrm" in n:
+        return "hrm"
+    if "tinyrecursive" in n or "trm" in n:
+        return "trm"
+    return None
+
+
+def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list[str]]:
+    """(model fields, extras such as loss type, unknown arch fields) from ``all_config.yaml``."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RecursaError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise RecursaError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("arch"), dict):
+        raise RecursaError(f"{path}: expected an official all_config.yaml with an 'arch' section")
+    a = raw["arch"]
+    found = detect_arch(str(a.get("name", "")))
+    if arch is None:
+        arch = found
+    elif found is not None and found != arch:
+        raise RecursaError(f"{path}: arch.name {a.get('name')!r} is a {found.upper()} model, not --arch {arch}")
+    if arch is None:
+        raise RecursaError(f"{path}: cannot tell TRM from HRM from arch.name {a.get('name')!r}; pass --arch")
+    model: dict = {"arch": arch}
+    unknown = []
+    for key, value in a.items():
+        if key in SAME:
+            model[key] = float(value) if key in ("expansion", "halt_exploration_prob", "rms_norm_eps", "rope_theta") else value
+        elif key == "H_layers":
+            if arch == "hrm":
+                model["H_layers"] = value
+        elif key in TRM_ONLY and arch == "trm":
+            if key == "no_ACT_continue":
+                model["q_continue"] = not value
+            else:
+                model[key] = value
+        elif key in DATA_FIELDS:
+            continue
+        else:
+            unknown.append(f"arch.{key}")
+    if arch == "hrm":
+        model["q_continue"] = True
+        model["puzzle_emb_len"] = 0
+    model.setdefault("puzzle_emb_len", 0)
+    extras = {}
+    loss = a.get("loss")
+    if isinstance(loss, dict) and "loss_type" in loss:
+        extras["loss"] = {"stablemax_cross_entropy": "stablemax", "softmax_cross_entropy": "softmax"}.get(loss["loss_type"])
+        if extras["loss"] is None:
+            raise RecursaError(f"{path}: arch.loss.loss_type {loss['loss_type']!r} is not known")
+    for key in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "beta1", "beta2", "lr_min_ratio",
+                "lr_warmup_steps", "ema", "ema_rate", "global_batch_size"):
+        if key in raw:
+            extras[key] = raw[key]
+    return model, extras, unknown
+
+
+def load_official_state(path: Path) -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` with the official key prefixes removed."""
+    if not path.is_file():
+        raise RecursaError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe pickle"
+        raise RecursaError(f"{path}: refused to load: the file is not plain tensors and would run code when "
+                           f"unpickled ({first[:200]})") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise RecursaError(f"{path}: not a readable torch checkpoint ({str(e).splitlines()[0][:200]})") from None
+    for wrapper in ("model_state_dict", "state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+        raise RecursaError(f"{path}: expected a state dict of tensors")
+    out = {}
+    for key, value in obj.items():
+        k = key
+        for prefix in PREFIXES:
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = value
+    return out
+
+
+def infer_spec(state: dict[str, torch.Tensor], model: dict, seq_len: int | None, source: Path) -> DataSpec:
+    emb = state.get("inner.embed_tokens.embedding_weight")
+    if emb is None:
+        raise RecursaError(f"{source}: missing inner.embed_tokens.embedding_weight (not an official TRM/HRM checkpoint?)")
+    pe = state.get("inner.puzzle_emb.weights")
+    num_ids = int(pe.shape[0]) if pe is not None else 1
+    if seq_len is None:
+        prefix = config_mod.ModelConfig(**model).prefix_len
+        for key in ("inner.embed_pos.embedding_weight", "inner.L_level.layers.0.mlp_t.down_proj.weight"):
+            if key in state:
+                seq_len = int(state[key].shape[0]) - prefix
+                break
+    if seq_len is None:
+        raise RecursaError(f"{source}: the sequence length is not in the weights of this model; pass --data DIR or --seq-len N")
+    return DataSpec(vocab_size=int(emb.shape[0]), seq_len=seq_len, num_puzzle_identifiers=num_ids)
+
+
+def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, config_yaml: str | Path,
+                    identifiers: str | Path | None = None, data: str | Path | None = None,
+                    seq_len: int | None = None, log=print) -> Path:
+    ckpt, out = Path(ckpt), Path(out)
+    model_fields, extras, unknown = read_official_config(Path(config_yaml), arch)
+    if unknown:
+        log(f"note: {config_yaml}: fields not used by recursa's {model_fields['arch'].upper()}: {', '.join(unknown)}")
+    task = None
+    if data is not None:
+        from .data.format import load_split
+        meta = load_split(data, "test").meta
+        if seq_len is not None and seq_len != meta["seq_len"]:
+            raise RecursaError(f"--seq-len {seq_len} disagrees with {data}: seq_len {meta['seq_len']}")
+        seq_len = int(meta["seq_len"])
+        info = read_task_info(data)
+        task = {"task": info["task"], "params": info.get("params", {})} if info else None
+        if identifiers is None and (Path(data) / "identifiers.json").is_file():
+            identifiers = Path(data) / "identifiers.json"
+    state = load_official_state(ckpt)
+    spec = infer_spec(state, model_fields, seq_len, ckpt)
+    try:
+        train = {k: extras[k] for k in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "beta1",
+                                        "beta2", "lr_min_ratio", "lr_warmup_steps", "ema", "ema_rate") if k in extras}
+        if "loss" in extras:
+            train["loss"] = extras["loss"]
+        if "global_batch_size" in extras:
+            train["batch_size"] = extras["global_batch_size"]
+        cfg = config_mod.from_dict({"model": model_fields, "train": train})
+    except RecursaError as e:
+        raise RecursaError(f"{config_yaml}: {e}") from None
+    model = build_model(cfg.model, spec)
+    own = model.state_dict()
+    weights = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+    checkpoint.load_weights_into(model, weights, ckpt)
+    ids = None
+    if identifiers is not None:
+        try:
+            ids = json.loads(Path(identifiers).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RecursaError(f"{identifiers}: cannot read identifiers ({e})") from None
+        if not isinstance(ids, list):
+            raise RecursaError(f"{identifiers}: expected a JSON list of identifier names")
+        if len(ids) > spec.num_puzzle_identifiers:
+            raise RecursaError(f"{identifiers}: {len(ids)} identifiers but the checkpoint has {spec.num_puzzle_identifiers} "
+                               f"puzzle-embedding rows")
+    m = re.search(r"step_(\d+)", ckpt.name)
+    meta = {"format_version": checkpoint.FORMAT_VERSION, "config": config_mod.to_dict(cfg), "spec": vars(spec),
+            "task": task, "arch": cfg.model.arch, "params": count_parameters(model), "ema_weights": False,
+            "step": int(m.group(1)) if m else 0, "imported_from": str(ckpt), "unknown_official_fields": unknown}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        if ids is not None:
+            (tmp / "identifiers.json").write_text(json.dumps(ids))
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log(f"imported {ckpt} ({cfg.model.arch.upper()}, {meta['params']:,} parameters, vocab {spec.vocab_size}, "
+        f"seq_len {spec.seq_len}, {spec.num_puzzle_identifiers} puzzle identifiers) -> {out}")
+    return out

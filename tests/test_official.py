@@ -1,0 +1,147 @@
+"""Official checkpoint import through the public path (`recursa import-official`): the three
+official fixtures, saved the way the official trainer saves them, reproduce the official
+outputs; both key prefixes and bf16 init vectors load; unsafe pickles are refused; mismatches
+name every key."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from recursa.cli import main
+from recursa.data.format import make_split, write_dataset
+from recursa.evaluation.evaluate import evaluate
+from recursa.data.format import load_split
+from recursa.inference import load_checkpoint
+
+from .conftest import shared_file
+from .test_models import TOL, _batch
+
+NAMES = {"trm_att_rope": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+         "trm_mlp_t": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
+         "hrm": "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"}
+
+
+def _official_files(tmp_path, case, prefix="_orig_mod.model.", init_dtype=torch.float32, extra_arch=None):
+    meta = json.loads(shared_file(f"fixtures/official/{case}.json").read_text())
+    weights = load_file(str(shared_file(f"fixtures/official/{case}.weights.safetensors")))
+    sd = {prefix + k: (v.to(init_dtype) if k.endswith(("H_init", "L_init")) else v.float()) for k, v in weights.items()}
+    ckpt = tmp_path / "step_1234"
+    torch.save(sd, ckpt)
+    arch = {k: v for k, v in meta["config"].items() if k not in ("batch_size",)}
+    arch.update({"name": NAMES[case], "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"}})
+    arch.update(extra_arch or {})
+    cfg = tmp_path / "all_config.yaml"
+    cfg.write_text(yaml.safe_dump({"arch": arch, "global_batch_size": 768, "lr": 1e-4, "ema": True,
+                                   "data_paths": ["data/x"], "project_name": "p"}))
+    return ckpt, cfg
+
+
+@pytest.mark.parametrize("case", ["trm_att_rope", "trm_mlp_t", "hrm"])
+def test_imported_official_checkpoint_reproduces_the_official_outputs(tmp_path, case, capsys):
+    ckpt, cfg = _official_files(tmp_path, case)
+    out = tmp_path / "imported"
+    assert main(["import-official", str(ckpt), "--config", str(cfg), "--seq-len", "81", "--out", str(out)]) == 0
+    assert "fields not used" not in capsys.readouterr().out
+    loaded = load_checkpoint(out)
+    assert loaded.meta["step"] == 1234 and loaded.cfg.model.arch == ("hrm" if case == "hrm" else "trm")
+    io = load_file(str(shared_file(f"fixtures/official/{case}.io.safetensors")))
+    model, batch = loaded.model, _batch(io, "batch_a")
+    with torch.inference_mode():
+        carry = model.initial_carry(batch)
+        for k in range(1, 4):
+            carry, o = model(carry, batch)
+            for name, got in [("logits", o["logits"]), ("q_halt_logits", o["q_halt_logits"]),
+                              ("z_H", carry.state[0]), ("z_L", carry.state[1])]:
+                assert (got - io[f"step{k}.{name}"]).abs().max() <= TOL[case][k - 1], (k, name)
+            assert torch.equal(carry.halted, io[f"step{k}.halted"])
+
+
+def test_eval_on_an_official_layout_dataset_reports_the_official_metrics(tmp_path):
+    """token_accuracy / exact_accuracy / exact_by_step computed from the official step logits."""
+    case = "trm_att_rope"
+    ckpt, cfg = _official_files(tmp_path, case)
+    io = load_file(str(shared_file(f"fixtures/official/{case}.io.safetensors")))
+    inputs, labels = io["batch_a.inputs"].numpy(), io["batch_a.labels"].numpy().copy()
+    labels[labels == -100] = 0  # the official builders' ignore id
+    split = make_split(inputs, labels, vocab_size=11, num_identifiers=4,
+                       puzzle_identifiers=io["batch_a.puzzle_identifiers"].numpy())
+    data = tmp_path / "data"
+    write_dataset(data, {"train": split, "test": split}, ["<blank>", "a", "b", "c"], {})
+    (data / "task.json").unlink()  # as written by the official builder
+    out = tmp_path / "imported"
+    assert main(["import-official", str(ckpt), "--config", str(cfg), "--data", str(data), "--out", str(out)]) == 0
+    js = tmp_path / "m.json"
+    assert main(["eval", str(out), "--data", str(data), "--json", str(js)]) == 0
+    got = json.loads(js.read_text())
+    mask = io["batch_a.labels"] != -100
+    want_by_step = []
+    for k in range(1, 4):
+        correct = (io[f"step{k}.logits"].argmax(-1) == io["batch_a.labels"]) & mask
+        want_by_step.append(float((correct.sum(-1) == mask.sum(-1)).float().mean()))
+    token = float((correct.sum(-1) / mask.sum(-1)).mean())
+    assert got["n"] == 4 and got["exact_by_step"] == want_by_step
+    assert abs(got["token_accuracy"] - token) < 1e-6 and got["exact_accuracy"] == want_by_step[-1]
+    assert got["valid_rate"] is None  # no task.json: no checker
+    assert json.loads((out / "identifiers.json").read_text()) == ["<blank>", "a", "b", "c"]
+    res = evaluate(load_checkpoint(out).model, load_split(data, "test"), None)
+    assert res["exact_by_step"] == want_by_step
+
+
+def test_plain_prefix_and_bf16_init_vectors(tmp_path, capsys):
+    ckpt, cfg = _official_files(tmp_path, "trm_mlp_t", prefix="model.", init_dtype=torch.bfloat16,
+                                extra_arch={"some_new_flag": 1})
+    out = tmp_path / "imported"
+    assert main(["import-official", str(ckpt), "--config", str(cfg), "--out", str(out)]) == 0  # seq_len from mlp_t
+    assert "fields not used by recursa's TRM: arch.some_new_flag" in capsys.readouterr().out
+    loaded = load_checkpoint(out)
+    ref = load_file(str(shared_file("fixtures/official/trm_mlp_t.weights.safetensors")))["inner.H_init"]
+    assert loaded.model.inner.H_init.dtype == torch.float32
+    assert torch.equal(loaded.model.inner.H_init, ref.to(torch.bfloat16).float())
+    assert loaded.spec.seq_len == 81 and loaded.spec.num_puzzle_identifiers == 4
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_a_checkpoint_that_runs_code_on_load_is_refused(tmp_path, capsys):
+    _, cfg = _official_files(tmp_path, "trm_att_rope")
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "step_1"
+    torch.save({"model.inner.lm_head.weight": torch.zeros(2), "x": _Evil(marker)}, evil)
+    assert main(["import-official", str(evil), "--config", str(cfg), "--seq-len", "81", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "refused to load" in err and str(evil) in err
+    assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+def test_shape_and_key_mismatches_name_every_key(tmp_path, capsys):
+    ckpt, cfg = _official_files(tmp_path, "trm_att_rope", extra_arch={"hidden_size": 32, "num_heads": 2})
+    sd = torch.load(ckpt, weights_only=True)
+    sd["_orig_mod.model.inner.extra.weight"] = torch.zeros(1)
+    del sd["_orig_mod.model.inner.q_head.bias"]
+    torch.save(sd, ckpt)
+    assert main(["import-official", str(ckpt), "--config", str(cfg), "--seq-len", "81", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "inner.lm_head.weight: checkpoint (11, 64) vs model (11, 32)" in err
+    assert "missing inner.q_head.bias" in err and "unexpected inner.extra.weight" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_arch_and_seq_len_errors(tmp_path, capsys):
+    ckpt, cfg = _official_files(tmp_path, "trm_att_rope")
+    assert main(["import-official", str(ckpt), "--config", str(cfg), "--arch", "hrm", "--out", str(tmp_path / "o")]) == 2
+    assert "is a TRM model, not --arch hrm" in capsys.readouterr().err
+    assert main(["import-official", str(ckpt), "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "pass --data DIR or --seq-len N" in capsys.readouterr().err
+    np.testing.assert_equal((tmp_path / "o").exists(), False)
