@@ -16,12 +16,9 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from . import config as config_mod
 from .data.format import read_task_info
@@ -191,22 +188,10 @@ def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, conf
             raise RecursaError(f"{identifiers}: {len(ids)} identifiers but the checkpoint has {spec.num_puzzle_identifiers} "
                                f"puzzle-embedding rows")
     m = re.search(r"step_(\d+)", ckpt.name)
-    meta = {"format_version": checkpoint.FORMAT_VERSION, "config": config_mod.to_dict(cfg), "spec": vars(spec),
-            "task": task, "arch": cfg.model.arch, "params": count_parameters(model), "ema_weights": False,
-            "step": int(m.group(1)) if m else 0, "imported_from": str(ckpt), "unknown_official_fields": unknown}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        (tmp / "config.json").write_text(json.dumps(meta, indent=1))
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        if ids is not None:
-            (tmp / "identifiers.json").write_text(json.dumps(ids))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    meta = {"config": config_mod.to_dict(cfg), "spec": vars(spec), "task": task, "arch": cfg.model.arch,
+            "params": count_parameters(model), "ema_weights": False, "step": int(m.group(1)) if m else 0,
+            "imported_from": str(ckpt), "unknown_official_fields": unknown}
+    checkpoint.write_checkpoint_dir(out, meta, model.state_dict(), {"identifiers.json": ids} if ids is not None else None)
     log(f"imported {ckpt} ({cfg.model.arch.upper()}, {meta['params']:,} parameters, vocab {spec.vocab_size}, "
         f"seq_len {spec.seq_len}, {spec.num_puzzle_identifiers} puzzle identifiers) -> {out}")
     return out

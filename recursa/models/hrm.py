@@ -18,26 +18,15 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from .layers import ReasoningModule, trunc_normal_
-from .trm import DataSpec, TokenModel
+from .layers import ReasoningModule
+from .trm import DataSpec, TwoStateModel
 
 
-class HRM(TokenModel):
+class HRM(TwoStateModel):
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
         super().__init__(cfg, spec, generator)
         self.H_level = ReasoningModule(self.make_blocks(cfg.H_layers, generator))
         self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
-        self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
-        self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
-
-    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        shape = (batch_size, self.positions, self.cfg.hidden_size)
-        return tuple(v.to(device, self.dtype).expand(shape).clone() for v in (self.H_init, self.L_init))
-
-    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        m = reset.view(-1, 1, 1)
-        z_H, z_L = state
-        return (torch.where(m, self.H_init.to(z_H.dtype), z_H), torch.where(m, self.L_init.to(z_L.dtype), z_L))
 
     def forward(self, state, batch):
         c = self.cfg

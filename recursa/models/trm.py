@@ -89,13 +89,12 @@ class TokenModel(nn.Module):
         return logits, q[..., 0], q[..., 1]
 
 
-class TRM(TokenModel):
-    """The TRM inner model: ``forward(state, batch) -> (state, logits, q_halt, q_continue)``."""
+class TwoStateModel(TokenModel):
+    """A TokenModel with a two-tensor recursion state (z_H, z_L) that starts from fixed
+    (not learned) random init vectors, broadcast over positions: TRM's y and z, HRM's z_H and z_L."""
 
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
         super().__init__(cfg, spec, generator)
-        self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
-        # Fixed (not learned) initial answer y and latent z, broadcast over positions.
         self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
         self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
 
@@ -108,6 +107,14 @@ class TRM(TokenModel):
         m = reset.view(-1, 1, 1)
         z_H, z_L = state
         return (torch.where(m, self.H_init.to(z_H.dtype), z_H), torch.where(m, self.L_init.to(z_L.dtype), z_L))
+
+
+class TRM(TwoStateModel):
+    """The TRM inner model: ``forward(state, batch) -> (state, logits, q_halt, q_continue)``."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
 
     def forward(self, state, batch):
         c = self.cfg

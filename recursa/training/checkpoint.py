@@ -45,24 +45,36 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
-def save(run_dir: Path, step: int, meta: dict, model_weights: dict[str, torch.Tensor],
-         state_tensors: dict[str, torch.Tensor], state_json: dict, keep: int = 2) -> Path:
-    run_dir = Path(run_dir)
-    ckpt_root = run_dir / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    final = ckpt_root / f"step_{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=ckpt_root))
+def write_checkpoint_dir(final: Path, meta: dict, model_weights: dict[str, torch.Tensor],
+                         extra: dict[str, dict[str, torch.Tensor] | object] | None = None) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` (+ ``extra`` files: tensors dicts as
+    safetensors, anything else as JSON) into a temporary sibling, then rename it to ``final``."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
-        (tmp / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **meta, "step": step}, indent=1))
+        (tmp / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=1))
         save_file(_contiguous(model_weights), str(tmp / "model.safetensors"))
-        save_file(_contiguous(state_tensors), str(tmp / "train_state.safetensors"))
-        (tmp / "train_state.json").write_text(json.dumps(state_json))
+        for name, content in (extra or {}).items():
+            if name.endswith(".safetensors"):
+                save_file(_contiguous(content), str(tmp / name))
+            else:
+                (tmp / name).write_text(json.dumps(content))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return final
+
+
+def save(run_dir: Path, step: int, meta: dict, model_weights: dict[str, torch.Tensor],
+         state_tensors: dict[str, torch.Tensor], state_json: dict, keep: int = 2) -> Path:
+    run_dir = Path(run_dir)
+    ckpt_root = run_dir / "checkpoints"
+    final = write_checkpoint_dir(ckpt_root / f"step_{step:07d}", {**meta, "step": step}, model_weights,
+                                 {"train_state.safetensors": state_tensors, "train_state.json": state_json})
     atomic_write_text(run_dir / "latest", f"checkpoints/{final.name}\n")
     old = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
     for p in old[:-keep]:
