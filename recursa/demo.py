@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -111,7 +112,7 @@ def _last_metrics(run: Path) -> dict | None:
     return None
 
 
-def _train_both(cfgs: dict[str, config_mod.RunConfig], out: Path, parallel: bool, say) -> None:
+def _train_both(cfgs: dict[str, config_mod.RunConfig], out: Path, parallel: bool) -> None:
     """Train each config in its own process (``recursa train --quiet``), showing one status line."""
     procs = {}
     todo = list(cfgs.items())
@@ -196,7 +197,6 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     for name in ("trm", "baseline"):  # a demo run always starts fresh
-        import shutil
         shutil.rmtree(out / name, ignore_errors=True)
 
     say(f"recursa demo: {preset.description}")
@@ -216,7 +216,7 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds
             for name in ("trm", "baseline")}
     say(f"[2/4] training TRM and baseline ({train_seconds:.0f} s each, {dtype} activations)... "
         f"logs: {out}/trm.log, {out}/baseline.log")
-    _train_both(cfgs, out, parallel, say)
+    _train_both(cfgs, out, parallel)
 
     say("[3/4] evaluating on the held-out test puzzles...")
     test = load_split(data, "test")
