@@ -33,7 +33,8 @@ CONFIG_VERSION = 1
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     #: "trm" (Tiny Recursive Model), "hrm" (Hierarchical Reasoning Model: separate H and L networks,
-    #: 1-step gradient) or "baseline" (the TRM blocks applied once, no recursion).
+    #: 1-step gradient) or "baseline" (the official transformer baseline: one block stack applied
+    #: once per supervision step, no cycles; with halt_max_steps = 1 a plain non-recursive model).
     arch: Literal["trm", "hrm", "baseline"] = "trm"
     #: Width D of every token state.
     hidden_size: int = 512
@@ -56,6 +57,9 @@ class ModelConfig:
     #: Q-learning halting (HRM paper; TRM `no_ACT_continue=False`): halt when q_halt > q_continue
     #: and train q_continue on a target from an extra no-grad step. False: halt when q_halt > 0.
     q_continue: bool = False
+    #: TRM single-latent ablation (official ``trm_singlez``): one state z, updated n times as
+    #: z <- f(z + x) and then once as z <- f(z) per cycle; heads read z. TRM only.
+    single_latent: bool = False
     #: Replace attention by a SwiGLU over the token axis (TRM-MLP).
     mlp_t: bool = False
     #: Position encoding: rotary, learned table, or none.
@@ -68,7 +72,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     #: RMSNorm epsilon.
     rms_norm_eps: float = 1e-5
-    #: Blocks of the non-recursive baseline; 0 means L_layers (equal parameter count).
+    #: Blocks of the transformer baseline (official run: 8); 0 means L_layers (TRM's parameter count).
     baseline_layers: int = 0
     #: Activation dtype: weights stay float32 and are cast at use (official: bfloat16 on GPU).
     forward_dtype: Literal["float32", "bfloat16"] = "float32"
@@ -83,6 +87,8 @@ class ModelConfig:
             raise RecursaError(f"model.expansion={self.expansion} must be > 0")
         if self.puzzle_emb_ndim < -1 or self.puzzle_emb_len < 0 or self.baseline_layers < 0:
             raise RecursaError("model.puzzle_emb_ndim must be >= -1; model.puzzle_emb_len and model.baseline_layers >= 0")
+        if self.single_latent and self.arch != "trm":
+            raise RecursaError(f"model.single_latent is a TRM ablation; it does not apply to arch={self.arch!r}")
 
     @property
     def emb_ndim(self) -> int:
@@ -90,11 +96,11 @@ class ModelConfig:
 
     @property
     def prefix_len(self) -> int:
-        """Positions taken by the puzzle-embedding prefix (HRM always uses ceil(ndim / D))."""
+        """Positions taken by the puzzle-embedding prefix (HRM and the baseline always use ceil(ndim / D))."""
         if self.emb_ndim == 0:
             return 0
         ceil = -(self.emb_ndim // -self.hidden_size)
-        return ceil if self.arch == "hrm" else (self.puzzle_emb_len or ceil)
+        return ceil if self.arch in ("hrm", "baseline") else (self.puzzle_emb_len or ceil)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -94,6 +94,8 @@ def _run_config(preset: DemoTask, arch: str, data: Path, out: Path, seconds: flo
     train = {**TRAIN_DEFAULTS, **preset.train, "data": str(data), "out": str(out), "max_time_s": float(seconds),
              "seed": seed, "num_threads": threads, "device": "cpu"}
     model = {**preset.model, "arch": arch, "forward_dtype": dtype}
+    if arch == "baseline":  # the comparison is non-recursive: one pass, no supervision steps to refine
+        model["halt_max_steps"] = 1
     return config_mod.from_dict({"model": model, "train": train})
 
 

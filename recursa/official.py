@@ -36,7 +36,11 @@ PREFIXES = ("_orig_mod.", "model.")
 
 
 def detect_arch(name: str) -> str | None:
+    """recursa arch of an official ``arch.name`` (``recursive_reasoning.trm@...``, ``...hrm@...``,
+    ``...trm_singlez@...`` (TRM with ``single_latent``), ``...transformers_baseline@...``)."""
     n = name.lower()
+    if "transformers_baseline" in n or "model_actv2" in n:
+        return "baseline"
     if "hierarchical" in n or "hrm" in n:
         return "hrm"
     if "tinyrecursive" in n or "trm" in n:
@@ -63,8 +67,10 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
     elif found is not None and found != arch:
         raise RecursaError(f"{path}: arch.name {a.get('name')!r} is a {found.upper()} model, not --arch {arch}")
     if arch is None:
-        raise RecursaError(f"{path}: cannot tell TRM from HRM from arch.name {a.get('name')!r}; pass --arch")
+        raise RecursaError(f"{path}: cannot tell the model family from arch.name {a.get('name')!r}; pass --arch")
     model: dict = {"arch": arch}
+    if arch == "trm" and "singlez" in str(a.get("name", "")).lower():
+        model["single_latent"] = True
     unknown = []
     for key, value in a.items():
         if key in SAME:
@@ -72,6 +78,8 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
         elif key == "H_layers":
             if arch == "hrm":
                 model["H_layers"] = value
+            elif arch == "baseline":
+                model["baseline_layers"] = value
         elif key in TRM_ONLY and arch == "trm":
             if key == "no_ACT_continue":
                 model["q_continue"] = not value
@@ -83,6 +91,7 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
             unknown.append(f"arch.{key}")
     if arch == "hrm":
         model["q_continue"] = True
+    if arch in ("hrm", "baseline"):
         model["puzzle_emb_len"] = 0
     model.setdefault("puzzle_emb_len", 0)
     extras = {}

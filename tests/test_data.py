@@ -87,3 +87,39 @@ def _set_meta(d, **kw):
 def test_missing_directory(tmp_path):
     with pytest.raises(RecursaError, match="dataset directory not found"):
         load_split(tmp_path / "nope", "train")
+
+
+def test_hrm_built_and_multi_set_datasets_load(tiny_data, tmp_path):
+    """HRM's builders write dataset.json without `total_puzzles` (which TRM's own loader then
+    rejects); recursa reads both. Several `sets` are concatenated with shifted CSR offsets."""
+    import shutil
+    d = tmp_path / "hrm"
+    shutil.copytree(tiny_data, d)
+    meta_path = d / "train" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    assert "total_puzzles" in meta  # recursa writes the TRM form
+    del meta["total_puzzles"]
+    meta_path.write_text(json.dumps(meta))
+    ref = load_split(tiny_data, "train")
+    hrm = load_split(d, "train")
+    assert np.array_equal(np.asarray(hrm.inputs), np.asarray(ref.inputs))
+    # Split the single set in two: the loader must give back the same split.
+    src = d / "train"
+    pi, gi = np.load(src / "all__puzzle_indices.npy"), np.load(src / "all__group_indices.npy")
+    g_cut = 100
+    p_cut = int(gi[g_cut])
+    e_cut = int(pi[p_cut])
+    arrays = {f: np.load(src / f"all__{f}.npy") for f in ("inputs", "labels", "puzzle_identifiers")}
+    parts = {"a": (slice(0, e_cut), slice(0, p_cut), pi[:p_cut + 1], gi[:g_cut + 1]),
+             "b": (slice(e_cut, None), slice(p_cut, None), pi[p_cut:] - e_cut, gi[g_cut:] - p_cut)}
+    for name, (es, ps, p_idx, g_idx) in parts.items():
+        np.save(src / f"{name}__inputs.npy", arrays["inputs"][es])
+        np.save(src / f"{name}__labels.npy", arrays["labels"][es])
+        np.save(src / f"{name}__puzzle_identifiers.npy", arrays["puzzle_identifiers"][ps])
+        np.save(src / f"{name}__puzzle_indices.npy", p_idx)
+        np.save(src / f"{name}__group_indices.npy", g_idx)
+    meta["sets"] = ["a", "b"]
+    meta_path.write_text(json.dumps(meta))
+    two = load_split(d, "train")
+    for f in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices"):
+        assert np.array_equal(np.asarray(getattr(two, f)), np.asarray(getattr(ref, f))), f

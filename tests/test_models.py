@@ -119,7 +119,7 @@ def test_puzzle_embedding_gets_gradient_through_local_rows():
 
 
 def test_baseline_has_same_parameter_count_and_runs_once():
-    trm, base = _small(arch="trm"), _small(arch="baseline")
+    trm, base = _small(arch="trm"), _small(arch="baseline", halt_max_steps=1)
     assert count_parameters(trm) == count_parameters(base)
     assert base.halt_max_steps == 1
     batch = _rand_batch()
@@ -200,3 +200,81 @@ def test_q_learning_halting_gives_a_continue_target_and_loss():
     trm = _small(q_continue=True).train()
     carry, out = trm(trm.initial_carry(batch), batch)
     act_loss(out, carry.data["labels"], carry.halted, carry.steps)[0].backward()
+
+
+def test_single_latent_ablation_update_rule_and_gradient():
+    """Official trm_singlez: per cycle, n times z <- f(z + x), then z <- f(z); only the last cycle
+    carries gradient; one state initialised from L_init (the only init buffer, as official)."""
+    model = _small(single_latent=True, H_cycles=3, L_cycles=2).train()
+    inner = model.inner
+    assert "L_init" in inner.state_dict() and "H_init" not in inner.state_dict()
+    batch = _rand_batch()
+    calls = []
+    inner.L_level.register_forward_hook(lambda mod, inp, out: calls.append((inp[1] is not None, out.requires_grad)))
+    (z0,) = model.initial_carry(batch).state
+    z_in = z0.clone().requires_grad_(True)
+    state, logits, q_halt, _ = inner((z_in,), batch)
+    per_cycle = [True] * 2 + [False]  # n injected updates, then one without injection
+    assert [c[0] for c in calls] == per_cycle * 3
+    assert [c[1] for c in calls] == [False] * 6 + [True] * 3
+    # The same numbers from the blocks applied by hand.
+    with torch.no_grad():
+        x = inner.embed(batch["inputs"], batch["puzzle_identifiers"])
+
+        def f(h):
+            for layer in inner.L_level.layers:
+                h = layer(h, inner.rotary_emb)
+            return h
+        z = z0
+        for _ in range(3):
+            for _ in range(2):
+                z = f(z + x)
+            z = f(z)
+        assert torch.equal(state[0], z)
+        assert torch.equal(logits, inner.lm_head(z)[:, inner.prefix_len:])
+    (logits.square().mean() + q_halt.sum()).backward()
+    assert z_in.grad is None
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    with pytest.raises(Exception, match="single_latent is a TRM ablation"):
+        ModelConfig(arch="hrm", single_latent=True)
+
+
+def test_official_transformer_baseline_eight_layers_carried_state():
+    """transformers_baseline: `baseline_layers` blocks applied once per supervision step,
+    z <- H_level(z + x) from H_init, z carried across steps, halting on q_halt > q_continue."""
+    trm, base = _small(), _small(arch="baseline", baseline_layers=8, halt_exploration_prob=0.0)
+    inner = base.inner
+    assert len(inner.H_level.layers) == 8 and "H_init" in inner.state_dict() and "L_init" not in inner.state_dict()
+    block = sum(p.numel() for p in trm.inner.L_level.layers[0].parameters())
+    assert count_parameters(base) == count_parameters(trm) + 6 * block
+    assert inner.prefix_len == 1  # ceil(ndim / D), as official
+    batch = _rand_batch()
+    calls = []
+    inner.H_level.register_forward_hook(lambda mod, inp, out: calls.append(1))
+    base.eval()
+    with torch.inference_mode():
+        carry = base.initial_carry(batch)
+        carry, out1 = base(carry, batch)
+        assert len(calls) == 1 and not carry.halted.any()
+        x = inner.embed(batch["inputs"], batch["puzzle_identifiers"])
+        z1 = carry.state[0]
+        assert torch.equal(z1, inner.H_level(inner.H_init.expand_as(x), x, inner.rotary_emb))
+        carry, out2 = base(carry, batch)  # the second step refines the carried state
+        assert torch.equal(carry.state[0], inner.H_level(z1, x, inner.rotary_emb))
+        assert not torch.equal(out1["logits"], out2["logits"])
+    # Training halts on q_halt > q_continue (not q_halt > 0), and no continue target is computed.
+    base.train()
+    with torch.no_grad():
+        inner.q_head.bias.copy_(torch.tensor([-2.0, -3.0]))
+    carry, out = base(base.initial_carry(batch), batch)
+    assert carry.halted.all() and "target_q_continue" not in out
+    with torch.no_grad():
+        inner.q_head.bias.copy_(torch.tensor([-3.0, -2.0]))
+    carry, _ = base(base.initial_carry(batch), batch)
+    assert not carry.halted.any()
+    # halt_max_steps = 1 is the plain non-recursive transformer.
+    one = _small(arch="baseline", halt_max_steps=1).eval()
+    with torch.inference_mode():
+        carry, _ = one(one.initial_carry(batch), batch)
+    assert carry.halted.all()

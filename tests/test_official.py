@@ -145,3 +145,45 @@ def test_arch_and_seq_len_errors(tmp_path, capsys):
     assert main(["import-official", str(ckpt), "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
     assert "pass --data DIR or --seq-len N" in capsys.readouterr().err
     np.testing.assert_equal((tmp_path / "o").exists(), False)
+
+
+@pytest.mark.parametrize("name,kind", [("recursive_reasoning.trm_singlez@TinyRecursiveReasoningModel_ACTV1", "singlez"),
+                                       ("recursive_reasoning.transformers_baseline@Model_ACTV2", "baseline")])
+def test_official_ablation_checkpoints_import(tmp_path, name, kind, capsys):
+    """The single-latent ablation and the 8-layer transformer baseline are recognised from arch.name,
+    their official keys (L_init only; H_level.* + H_init) load, and the outputs are unchanged."""
+    from recursa.config import ModelConfig
+    from recursa.models import DataSpec, build_model
+    arch = {"name": name, "hidden_size": 32, "num_heads": 2, "expansion": 4, "H_cycles": 2, "L_cycles": 2,
+            "L_layers": 2, "H_layers": 8, "halt_max_steps": 4, "halt_exploration_prob": 0.1, "pos_encodings": "rope",
+            "puzzle_emb_ndim": 32, "forward_dtype": "float32", "no_ACT_continue": True,
+            "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"}}
+    if kind == "singlez":
+        arch.update({"mlp_t": False, "puzzle_emb_len": 16})
+        cfg = ModelConfig(arch="trm", single_latent=True, hidden_size=32, num_heads=2, H_cycles=2, L_cycles=2,
+                          halt_max_steps=4, puzzle_emb_len=16)
+    else:
+        cfg = ModelConfig(arch="baseline", baseline_layers=8, hidden_size=32, num_heads=2, halt_max_steps=4)
+    ref = build_model(cfg, DataSpec(vocab_size=11, seq_len=81, num_puzzle_identifiers=3), seed=3).eval()
+    ckpt = tmp_path / "step_7"
+    torch.save({"_orig_mod.model." + k: v for k, v in ref.state_dict().items()}, ckpt)
+    yml = tmp_path / "all_config.yaml"
+    yml.write_text(yaml.safe_dump({"arch": arch}))
+    out = tmp_path / "imported"
+    assert main(["import-official", str(ckpt), "--config", str(yml), "--seq-len", "81", "--out", str(out)]) == 0
+    loaded = load_checkpoint(out)
+    m = loaded.cfg.model
+    if kind == "singlez":
+        assert m.arch == "trm" and m.single_latent
+    else:
+        assert m.arch == "baseline" and m.baseline_layers == 8 and m.prefix_len == 1
+        assert "arch.no_ACT_continue" in capsys.readouterr().out  # the official baseline ignores it too
+    g = torch.Generator().manual_seed(0)
+    batch = {"inputs": torch.randint(1, 11, (3, 81), generator=g), "labels": torch.randint(2, 11, (3, 81), generator=g),
+             "puzzle_identifiers": torch.tensor([0, 1, 2])}
+    with torch.inference_mode():
+        c1, c2 = ref.initial_carry(batch), loaded.model.initial_carry(batch)
+        for _ in range(2):
+            c1, o1 = ref(c1, batch)
+            c2, o2 = loaded.model(c2, batch)
+            assert torch.equal(o1["logits"], o2["logits"])

@@ -20,10 +20,14 @@ def _mean_loss(run, first: bool):
     return rows[0]["train/loss"] if first else rows[-1]["train/loss"]
 
 
-@pytest.mark.parametrize("model", [{}, {"arch": "baseline"}, {"arch": "hrm", "H_layers": 1, "q_continue": True},
+@pytest.mark.parametrize("model", [{}, {"arch": "baseline", "halt_max_steps": 1},
+                                   {"arch": "baseline", "baseline_layers": 3},
+                                   {"arch": "hrm", "H_layers": 1, "q_continue": True},
                                    {"mlp_t": False, "pos_encodings": "learned", "puzzle_emb_len": 0},
-                                   {"mlp_t": False, "pos_encodings": "rope", "forward_dtype": "bfloat16"}],
-                         ids=["trm-mlp", "baseline", "hrm-q-learning", "trm-att-learned-pos", "trm-att-rope-bf16"])
+                                   {"mlp_t": False, "pos_encodings": "rope", "forward_dtype": "bfloat16"},
+                                   {"single_latent": True}, {"q_continue": True}],
+                         ids=["trm-mlp", "baseline-one-pass", "baseline-carried", "hrm-q-learning",
+                              "trm-att-learned-pos", "trm-att-rope-bf16", "trm-single-latent", "trm-continue-loss"])
 def test_thirty_cpu_steps_lower_the_loss(tiny_data, tmp_path, model):
     from recursa import config
     cfg = config.replace(tiny_config(tiny_data, tmp_path / "run", steps=30, log_interval=10), model=model)

@@ -19,7 +19,9 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("ckpt", help="official checkpoint file (e.g. checkpoints/<project>/<run>/step_N)")
-    p.add_argument("--arch", choices=["trm", "hrm"], help="model family (default: from arch.name in the config)")
+    p.add_argument("--arch", choices=["trm", "hrm", "baseline"],
+                   help="model family (default: from arch.name in the config: trm, trm_singlez (TRM with "
+                        "single_latent), hrm, transformers_baseline)")
     p.add_argument("--config", required=True, help="the run's official all_config.yaml")
     p.add_argument("--identifiers", help="the dataset's identifiers.json (puzzle id -> name), kept with the checkpoint")
     p.add_argument("--data", help="a dataset directory (official layout): gives seq_len, identifiers and the task")

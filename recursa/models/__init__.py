@@ -7,7 +7,7 @@ import torch
 from ..config import ModelConfig
 from .act import ACT, Carry
 from .hrm import HRM
-from .trm import TRM, Baseline, DataSpec
+from .trm import TRM, Baseline, DataSpec, SingleLatentTRM
 
 MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline}
 
@@ -15,9 +15,11 @@ MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline}
 def build_model(cfg: ModelConfig, spec: DataSpec, seed: int = 0) -> ACT:
     """Build the model named by ``cfg.arch`` with weights drawn from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    inner = MODELS[cfg.arch](cfg, spec, generator)
-    max_steps = 1 if cfg.arch == "baseline" else cfg.halt_max_steps
-    return ACT(inner, max_steps, cfg.halt_exploration_prob, q_continue=cfg.q_continue)
+    cls = SingleLatentTRM if cfg.single_latent else MODELS[cfg.arch]
+    inner = cls(cfg, spec, generator)
+    # The official baseline (HRM ACT-V2 lineage) always halts on q_halt > q_continue.
+    return ACT(inner, cfg.halt_max_steps, cfg.halt_exploration_prob, q_continue=cfg.q_continue,
+               halt_compare=cfg.q_continue or cfg.arch == "baseline")
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -25,4 +27,4 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ACT", "Carry", "TRM", "HRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]
+__all__ = ["ACT", "Carry", "TRM", "SingleLatentTRM", "HRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]

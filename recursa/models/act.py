@@ -37,10 +37,15 @@ class Carry:
 
 
 class ACT(nn.Module):
-    """Wraps an inner model (``TRM``/``Baseline``) into ``forward(carry, batch) -> (carry, outputs)``."""
+    """Wraps an inner model (``TRM``/``HRM``/``Baseline``) into ``forward(carry, batch) -> (carry, outputs)``."""
 
-    def __init__(self, inner: nn.Module, halt_max_steps: int, halt_exploration_prob: float, q_continue: bool = False):
+    def __init__(self, inner: nn.Module, halt_max_steps: int, halt_exploration_prob: float, q_continue: bool = False,
+                 halt_compare: bool | None = None):
+        """``q_continue``: compute the Q-learning continue target (extra no-grad inner pass).
+        ``halt_compare``: training halts on q_halt > q_continue instead of q_halt > 0 (default:
+        the same as ``q_continue``)."""
         super().__init__()
+        self.halt_compare = q_continue if halt_compare is None else halt_compare
         self.inner = inner
         self.halt_max_steps = halt_max_steps
         self.halt_exploration_prob = halt_exploration_prob
@@ -73,7 +78,7 @@ class ACT(nn.Module):
             is_last = steps >= self.halt_max_steps
             halted = is_last
             if self.training and self.halt_max_steps > 1:
-                halted = halted | ((q_halt > q_continue) if self.q_continue else (q_halt > 0))
+                halted = halted | ((q_halt > q_continue) if self.halt_compare else (q_halt > 0))
                 # Exploration: some rows must run a random minimum number of steps.
                 explore = torch.rand(q_halt.shape, generator=generator, device=q_halt.device) < self.halt_exploration_prob
                 min_steps = torch.randint(2, self.halt_max_steps + 1, steps.shape, generator=generator,

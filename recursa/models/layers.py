@@ -159,14 +159,15 @@ class Block(nn.Module):
 
 
 class ReasoningModule(nn.Module):
-    """f(h, inj): add the injection, then apply the blocks in order."""
+    """f(h, inj): add the injection (if any), then apply the blocks in order."""
 
     def __init__(self, blocks: list[Block]):
         super().__init__()
         self.layers = nn.ModuleList(blocks)
 
-    def forward(self, h: torch.Tensor, inj: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
-        h = h + inj
+    def forward(self, h: torch.Tensor, inj: torch.Tensor | None, rope: RotaryEmbedding | None) -> torch.Tensor:
+        if inj is not None:
+            h = h + inj
         for layer in self.layers:
             h = layer(h, rope)
         return h

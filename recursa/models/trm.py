@@ -1,4 +1,4 @@
-"""Tiny Recursive Model (TRM, arXiv 2510.04871) and its non-recursive baseline.
+"""Tiny Recursive Model (TRM, arXiv 2510.04871), its single-latent ablation and the transformer baseline.
 
 The recursion follows the official ``TinyRecursiveReasoningModel_ACTV1`` inner step exactly.
 In the code's names, z_H is the paper's answer y and z_L its latent z; one network ``L_level``
@@ -24,7 +24,15 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from .layers import Block, Embedding, Linear, PuzzleEmbedding, ReasoningModule, RotaryEmbedding, trunc_normal_
+from .layers import (
+    Block,
+    Embedding,
+    Linear,
+    PuzzleEmbedding,
+    ReasoningModule,
+    RotaryEmbedding,
+    trunc_normal_,
+)
 
 
 @dataclass(frozen=True)
@@ -134,22 +142,65 @@ class TRM(TwoStateModel):
         return (z_H.detach(), z_L.detach()), logits, q_halt, q_continue
 
 
-class Baseline(TokenModel):
-    """Non-recursive comparison model: the same blocks (and so the same parameter count as a TRM
-    with ``L_layers`` blocks), applied once to the input embedding. No state, no cycles."""
+class SingleLatentTRM(TokenModel):
+    """The single-latent ablation of the TRM paper (official ``trm_singlez``): the answer and the
+    latent are one state z. Per cycle: n times z <- f(z + x), then z <- f(z) (no injection);
+    all cycles but the last without gradient; heads read z. Only ``L_init`` exists, as official."""
 
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
         super().__init__(cfg, spec, generator)
-        self.L_level = ReasoningModule(self.make_blocks(cfg.baseline_layers or cfg.L_layers, generator))
+        self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
 
     def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        return ()
+        shape = (batch_size, self.positions, self.cfg.hidden_size)
+        return (self.L_init.to(device, self.dtype).expand(shape).clone(),)
 
-    def reset_state(self, state, reset):
-        return ()
+    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (z,) = state
+        return (torch.where(reset.view(-1, 1, 1), self.L_init.to(z.dtype), z),)
+
+    def cycle(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        rope = self.rotary_emb
+        for _ in range(self.cfg.L_cycles):
+            z = self.L_level(z, x, rope)
+        return self.L_level(z, None, rope)
 
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
-        z = self.L_level(torch.zeros_like(x), x, self.rotary_emb)
+        (z,) = state
+        with torch.no_grad():
+            for _ in range(self.cfg.H_cycles - 1):
+                z = self.cycle(z, x)
+        z = self.cycle(z, x)
         logits, q_halt, q_continue = self.heads(z)
-        return (), logits, q_halt, q_continue
+        return (z.detach(),), logits, q_halt, q_continue
+
+
+class Baseline(TokenModel):
+    """The official transformer baseline (``transformers_baseline``, HRM ACT-V2 without the
+    hierarchy): one stack ``H_level`` of ``baseline_layers`` blocks (0 = ``L_layers``, the same
+    parameter count as TRM; the paper's run uses 8), applied once per supervision step as
+    z <- H_level(z + x), with z starting from the fixed ``H_init`` vector. No cycles inside a step.
+
+    With ``halt_max_steps = 1`` it is a plain non-recursive transformer (the demo's comparison);
+    with more, z is carried across supervision steps as in the official code."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.H_level = ReasoningModule(self.make_blocks(cfg.baseline_layers or cfg.L_layers, generator))
+        self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+
+    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        shape = (batch_size, self.positions, self.cfg.hidden_size)
+        return (self.H_init.to(device, self.dtype).expand(shape).clone(),)
+
+    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (z,) = state
+        return (torch.where(reset.view(-1, 1, 1), self.H_init.to(z.dtype), z),)
+
+    def forward(self, state, batch):
+        x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
+        z = self.H_level(state[0], x, self.rotary_emb)
+        logits, q_halt, q_continue = self.heads(z)
+        return (z.detach(),), logits, q_halt, q_continue
