@@ -76,16 +76,20 @@ def test_every_augmentation_keeps_a_valid_pair_and_inverts(box):
     s = Sudoku(*box)
     rng = np.random.default_rng(7)
     puzzle, solution = s.generate(rng, givens=s.cells // 2)
-    saw_transpose = False
-    for _ in range(50):
-        aug = s.random_aug(rng)
-        saw_transpose |= aug.transpose
-        p, q = s.apply_aug(puzzle, aug), s.apply_aug(solution, aug)
-        assert s.is_valid(p[None], q[None])[0]
-        assert s.solve(p, limit=2)[0] == 1
-        assert np.array_equal(s.invert_aug(p, aug), puzzle)
-        assert np.array_equal(s.invert_aug(q, aug), solution)
-    assert saw_transpose == (box[0] == box[1])
+    n = 300
+    augs = s.random_augs(rng, n)
+    P, Q = np.tile(puzzle, (n, 1)), np.tile(solution, (n, 1))
+    p, q = s.apply_augs(P, augs), s.apply_augs(Q, augs)
+    assert s.is_valid(p, q).all()
+    counts, sols, _ = s.solve_many(p)
+    assert (counts == 1).all() and np.array_equal(sols, q)  # still unique, and the label is the solution
+    assert np.array_equal(s.invert_augs(p, augs), P) and np.array_equal(s.invert_augs(q, augs), Q)
+    # Every kind of transformation occurs: digit relabelling, row moves, and transposes (square boxes only).
+    rows_of = augs.cells.reshape(n, s.N, s.N) // s.N
+    transposed = ~(rows_of == rows_of[:, :, :1]).all(axis=(1, 2))
+    assert transposed.any() == (box[0] == box[1])
+    assert len({x.tobytes() for x in p}) > n * 0.9
+    assert (augs.digit_map[:, 1:] != np.arange(1, s.N + 1)).any(1).mean() > 0.5
 
 
 def test_render_shows_boxes():
@@ -115,3 +119,50 @@ def test_unsolvable_and_multi_solution_puzzles_are_refused():
     with pytest.raises(RecursaError, match="more than one solution"):
         t.parse("." * 16)
     assert t.parse("." * 16, require_unique=False).shape == (16,)
+
+
+@pytest.mark.parametrize("box", [(2, 2), (2, 3), (3, 3)])
+def test_batched_solver_agrees_with_the_search_solver(box):
+    """solve_many (vectorised propagation + branching) against the plain depth-first solver on
+    unique, multi-solution, unsolvable and contradictory puzzles."""
+    s = Sudoku(*box)
+    rng = np.random.default_rng(3)
+    grids = []
+    for k in range(30):
+        p, sol = s.generate(rng, givens=0 if k % 2 else s.cells // 3)
+        grids.append(p)
+        loose = p.copy()
+        loose[np.flatnonzero(p)[: 1 + k % 4]] = 0  # fewer givens: often several solutions
+        grids.append(loose)
+        wrong = p.copy()  # a blank filled with a digit that has no place there: no solution
+        i = int(np.flatnonzero(p == 0)[0])
+        wrong[i] = sol[i] % s.N + 1
+        grids.append(wrong)
+    clash = np.zeros(s.cells, np.int8)
+    clash[[0, 1]] = 1  # the same digit twice in a row
+    grids.append(clash)
+    grids.append(np.zeros(s.cells, np.int8))
+    grids = np.stack(grids)
+    counts, sols, guesses = s.solve_many(grids, limit=2, chunk=7)
+    for g, c, x in zip(grids, counts, sols):
+        n, ref = s.solve(g, limit=2)
+        assert c == n
+        if n:
+            assert s.is_valid(g[None], x[None])[0]
+        if n == 1:
+            assert np.array_equal(x, ref)
+        if n == 0:
+            assert not x.any()
+    assert set(counts.tolist()) == {0, 1, 2} and (guesses >= 0).all()
+
+
+def test_batched_solver_on_real_hard_puzzles():
+    s = Sudoku(3, 3)
+    for name, expect in [("puzzles5_forum_hardest_1905_11+.txt", 1), ("puzzles2_17_clue.txt", 1),
+                         ("puzzles7_serg_benchmark.txt", 2)]:
+        grids = np.stack([s.parse(x, name) for x in _real_puzzles(name, 40)])
+        counts, sols, guesses = s.solve_many(grids)
+        assert (counts == expect).all(), name
+        assert s.is_valid(grids, sols).all()
+        if expect == 1:
+            assert guesses.max() > 0  # hard puzzles need search beyond singles

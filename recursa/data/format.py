@@ -5,13 +5,15 @@
       task.json                 # recursa only: task name + parameters + build arguments + seed
       train/ and test/
         dataset.json            # metadata (see REQUIRED_META)
-        all__inputs.npy         # (E, seq_len) int32 tokens
-        all__labels.npy         # (E, seq_len) int32 tokens; ignore_label_id marks unlabelled
+        all__inputs.npy         # (E, seq_len) tokens (uint8 when the vocabulary fits, as official)
+        all__labels.npy         # (E, seq_len) tokens; ignore_label_id marks unlabelled
         all__puzzle_identifiers.npy   # (P,) int32, one per puzzle
         all__puzzle_indices.npy       # (P+1,) example offsets per puzzle (CSR)
         all__group_indices.npy        # (G+1,) puzzle offsets per group (original + augmentations)
+        all__ratings.npy        # optional, recursa only: (P,) float32 difficulty per puzzle
 
-The same directory is readable by the official training code (``sets = ["all"]``).
+The same directory is readable by the official training code (``sets = ["all"]``), which ignores
+the optional files.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import numpy as np
 from ..errors import RecursaError
 
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
+EXTRAS = ("ratings",)  # optional per-puzzle arrays
 REQUIRED_META = ("pad_id", "ignore_label_id", "blank_identifier_id", "vocab_size", "seq_len",
                  "num_puzzle_identifiers", "total_groups", "mean_puzzle_examples", "sets")
 
@@ -42,6 +45,7 @@ class Split:
     puzzle_indices: np.ndarray
     group_indices: np.ndarray
     meta: dict
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # optional per-puzzle arrays (EXTRAS)
 
     @property
     def num_examples(self) -> int:
@@ -78,7 +82,8 @@ def make_split(inputs: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray |
         "num_puzzle_identifiers": int(num_identifiers), "total_groups": int(len(group_sizes)),
         "mean_puzzle_examples": 1.0, "total_puzzles": int(n), "sets": ["all"],
     }
-    return Split(np.ascontiguousarray(inputs, dtype=np.int32), np.ascontiguousarray(labels, dtype=np.int32),
+    dtype = np.uint8 if vocab_size <= 256 else np.int32
+    return Split(np.ascontiguousarray(inputs, dtype=dtype), np.ascontiguousarray(labels, dtype=dtype),
                  np.asarray(puzzle_identifiers, dtype=np.int32), np.arange(n + 1, dtype=np.int32),
                  group_indices, meta)
 
@@ -93,8 +98,12 @@ def write_dataset(out: str | Path, splits: dict[str, Split], identifiers: list[s
         for name, split in splits.items():
             d = tmp / name
             d.mkdir()
-            for field in FIELDS:
-                np.save(d / f"all__{field}.npy", getattr(split, field))
+            for name_ in FIELDS:
+                np.save(d / f"all__{name_}.npy", getattr(split, name_))
+            for name_, arr in split.extras.items():
+                if name_ not in EXTRAS or len(arr) != len(split.puzzle_identifiers):
+                    raise ValueError(f"extra array {name_!r}: unknown or not one value per puzzle")
+                np.save(d / f"all__{name_}.npy", arr)
             (d / "dataset.json").write_text(json.dumps(split.meta, indent=1))
         (tmp / "identifiers.json").write_text(json.dumps(identifiers))
         (tmp / "task.json").write_text(json.dumps(task_info, indent=1))
@@ -144,16 +153,20 @@ def load_split(root: str | Path, split: str, mmap: bool = True) -> Split:
     if not isinstance(sets, list) or not sets:
         raise RecursaError(f"{meta_path}: 'sets' must be a non-empty list")
     arrays: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
+    extras: dict[str, list[np.ndarray]] = {f: [] for f in EXTRAS}
     for set_name in sets:
-        for field in FIELDS:
-            path = d / f"{set_name}__{field}.npy"
+        for name in FIELDS + EXTRAS:
+            path = d / f"{set_name}__{name}.npy"
             if not path.is_file():
+                if name in EXTRAS:
+                    continue
                 raise RecursaError(f"{path}: missing")
             try:
-                mode = "r" if (mmap and field in ("inputs", "labels")) else None
-                arrays[field].append(np.load(path, mmap_mode=mode, allow_pickle=False))
+                mode = "r" if (mmap and name in ("inputs", "labels")) else None
+                arr = np.load(path, mmap_mode=mode, allow_pickle=False)
             except (ValueError, OSError, EOFError) as e:
                 raise RecursaError(f"{path}: unreadable .npy ({e})") from None
+            (extras if name in EXTRAS else arrays)[name].append(arr)
     if len(sets) == 1:
         merged = {f: arrays[f][0] for f in FIELDS}
     else:  # several sets: concatenate, shifting the CSR offsets
@@ -167,6 +180,13 @@ def load_split(root: str | Path, split: str, mmap: bool = True) -> Split:
         merged["puzzle_indices"], merged["group_indices"] = np.concatenate(pi), np.concatenate(gi)
     s = Split(**merged, meta=meta)
     _validate(s, d)
+    for name, parts in extras.items():
+        if len(parts) == len(sets):  # present for every set
+            arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            if arr.shape != s.puzzle_identifiers.shape:
+                raise RecursaError(f"{d}/all__{name}.npy: shape {arr.shape}, expected one value per puzzle "
+                                   f"({len(s.puzzle_identifiers)},)")
+            s.extras[name] = arr
     return s
 
 

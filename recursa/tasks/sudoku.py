@@ -23,13 +23,16 @@ MAX_N = 9  # one character per cell
 
 
 @dataclass(frozen=True)
-class SudokuAug:
-    """One augmentation: new = relabel[old[row_perm][:, col_perm]] (then transposed if ``transpose``)."""
+class SudokuAugs:
+    """A batch of n augmentations, each a relabelling of the digits and a permutation of the cells
+    (band/stack and row/column-within-band permutations, then a transpose for square boxes):
+    ``new[k] = digit_map[k][old[k][cells[k]]]``."""
 
-    digit_map: np.ndarray  # (N+1,), digit_map[0] = 0
-    row_perm: np.ndarray  # (N,) new row i takes old row row_perm[i]
-    col_perm: np.ndarray  # (N,)
-    transpose: bool
+    digit_map: np.ndarray  # (n, N+1) int8, digit_map[:, 0] = 0
+    cells: np.ndarray  # (n, N*N) new cell j takes old cell cells[k, j]
+
+    def __len__(self) -> int:
+        return len(self.cells)
 
 
 class Sudoku:
@@ -53,6 +56,18 @@ class Sudoku:
         ])
         self._rcb = [(int(r[i]), int(c[i]), int(b[i])) for i in range(self.cells)]
         self.full_mask = (1 << N) - 1
+        # For the batched solver: where each cell sits in its row, column and box unit, as flat
+        # indices into a (3N * N) array laid out like ``units``; bit-count and bit->digit tables.
+        slot = np.empty((self.cells, 3), dtype=np.int64)
+        for k, unit in enumerate(self.units):
+            for j, cell in enumerate(unit):
+                slot[cell, k // N] = k * N + j
+        self._slot = slot
+        self._cell_units = slot // N
+        self._popcount = np.array([bin(m).count("1") for m in range(1 << N)], dtype=np.int8)
+        digit = np.zeros(1 << N, dtype=np.int8)
+        digit[1 << np.arange(N)] = np.arange(1, N + 1)
+        self._digit = digit
 
     @property
     def name(self) -> str:
@@ -186,6 +201,105 @@ class Sudoku:
         sol = np.array(found[0], dtype=np.int8) if found else None
         return min(count, limit), sol
 
+    def solve_many(self, grids: np.ndarray, limit: int = 2,
+                   chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batched exact solver: count the solutions of many puzzles at once, capped at ``limit``.
+
+        ``grids`` is (P, N*N) values (0 = blank). Returns ``(counts (P,), solutions (P, N*N) int8,
+        guesses (P,))``: a puzzle's solution row is its first solution found (zeros when it has
+        none); with ``limit = 2`` a count of 1 proves the solution unique. ``guesses`` counts the
+        branchings the search needed (0 = solved by propagation alone), a difficulty rating.
+
+        Vectorised over every open search state: candidates are bit masks, propagated to a fixed
+        point with naked singles (a placed digit leaves its row, column and box) and hidden singles
+        (a digit with one place left in a unit goes there); a state with an empty cell, a digit
+        with no place, or a digit placed twice is dropped. Unsolved states branch on the cell with
+        the fewest candidates (its lowest digit / the rest), depth-first in blocks of ``chunk``
+        states so memory stays bounded.
+        """
+        grids = np.asarray(grids)
+        if grids.ndim != 2 or grids.shape[1] != self.cells:
+            raise ValueError(f"expected (P, {self.cells}) grids, got {grids.shape}")
+        P, C = grids.shape
+        g = grids.astype(np.int32)
+        cand = np.where(g > 0, np.left_shift(1, np.maximum(g - 1, 0)), self.full_mask).astype(np.int16)
+        counts = np.zeros(P, dtype=np.int64)
+        guesses = np.zeros(P, dtype=np.int64)
+        solutions = np.zeros((P, C), dtype=np.int8)
+        stack = [(cand, np.arange(P))]
+        pop, digit = self._popcount, self._digit
+        while stack:
+            cand, owner = stack.pop()
+            if len(owner) > chunk:
+                stack.append((cand[:-chunk], owner[:-chunk]))
+                cand, owner = cand[-chunk:], owner[-chunk:]
+            live = counts[owner] < limit
+            cand, owner = cand[live], owner[live]
+            if not len(owner):
+                continue
+            cand, ok = self._propagate(cand)
+            cand, owner = cand[ok], owner[ok]
+            pc = pop[cand]
+            done = (pc == 1).all(1)
+            if done.any():
+                d_own = owner[done]
+                first_owner, first_at = np.unique(d_own, return_index=True)
+                new = counts[first_owner] == 0
+                solutions[first_owner[new]] = digit[cand[done][first_at[new]]]
+                np.add.at(counts, d_own, 1)
+                cand, owner, pc = cand[~done], owner[~done], pc[~done]
+            if not len(owner):
+                continue
+            rows = np.arange(len(owner))
+            cell = np.where(pc > 1, pc, 127).argmin(1)
+            m = cand[rows, cell]
+            low = m & -m
+            np.add.at(guesses, owner, 1)
+            take = cand.copy()
+            take[rows, cell] = low
+            cand[rows, cell] = m ^ low
+            stack.append((np.concatenate([cand, take]), np.concatenate([owner, owner])))
+        return np.minimum(counts, limit), solutions, guesses
+
+    def _propagate(self, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Naked + hidden singles to a fixed point on (S, C) candidate masks -> (cand, ok (S,))."""
+        N = self.N
+        pop, units, slot, cell_units = self._popcount, self.units, self._slot, self._cell_units
+        cand = cand.copy()
+        ok = np.ones(len(cand), dtype=bool)
+        active = np.arange(len(cand))
+        full = self.full_mask
+        while len(active):
+            c = cand[active]
+            pc = pop[c]
+            bad = (pc == 0).any(1)
+            solved = np.where(pc == 1, c, 0)
+            per_unit = solved[:, units]  # (S, 3N, N)
+            unit_or = np.bitwise_or.reduce(per_unit, axis=2)
+            bad |= (per_unit.sum(2) != unit_or).any(1)  # a digit placed twice in a unit
+            taken = np.bitwise_or.reduce(unit_or[:, cell_units], axis=2)  # (S, C)
+            new = np.where(pc == 1, c, c & ~taken)
+            # Hidden singles: digits with exactly one candidate cell in a unit.
+            cu = new[:, units]  # (S, 3N, N cells)
+            seen = np.zeros(cu.shape[:2], dtype=cu.dtype)
+            twice = np.zeros_like(seen)
+            for j in range(N):
+                twice |= seen & cu[:, :, j]
+                seen |= cu[:, :, j]
+            bad |= (seen != full).any(1)  # a digit with no place left in a unit
+            once = seen & ~twice
+            flat = (cu & once[..., None]).reshape(len(c), -1)
+            forced = flat[:, slot[:, 0]] | flat[:, slot[:, 1]] | flat[:, slot[:, 2]]
+            fp = pop[forced]
+            bad |= (fp > 1).any(1)  # one cell forced to two digits
+            new = np.where(fp == 1, forced, new)
+            bad |= (pop[new] == 0).any(1)
+            changed = (new != c).any(1) & ~bad
+            cand[active] = new
+            ok[active[bad]] = False
+            active = active[changed]
+        return cand, ok
+
     # ------------------------------------------------------------------ generation
     def generate(self, rng: np.random.Generator, givens: int = 0, max_tries: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """A (puzzle, solution) pair with a unique solution.
@@ -243,38 +357,37 @@ class Sudoku:
         return np.array(cells, dtype=np.int8)
 
     # ------------------------------------------------------------------ augmentation
-    def random_aug(self, rng: np.random.Generator) -> SudokuAug:
+    def random_augs(self, rng: np.random.Generator, n: int) -> SudokuAugs:
+        """n random validity-preserving transformations, drawn in a vectorised way."""
         N, R, C = self.N, self.box_rows, self.box_cols
-        digit_map = np.concatenate([[0], rng.permutation(N) + 1]).astype(np.int8)
-        # rows: permute the C bands of R rows, then the rows within each band
-        bands = rng.permutation(C)
-        row_perm = np.concatenate([b * R + rng.permutation(R) for b in bands])
-        stacks = rng.permutation(R)
-        col_perm = np.concatenate([s * C + rng.permutation(C) for s in stacks])
-        transpose = bool(R == C and rng.random() < 0.5)  # only square boxes survive a transpose
-        return SudokuAug(digit_map, row_perm, col_perm, transpose)
+        digits = rng.permuted(np.tile(np.arange(1, N + 1), (n, 1)), axis=1)
+        digit_map = np.concatenate([np.zeros((n, 1), np.int64), digits], axis=1).astype(np.int8)
+        # rows: the C bands of R rows in random order, each band's rows in random order; columns alike
+        bands = rng.permuted(np.tile(np.arange(C), (n, 1)), axis=1)
+        within_r = rng.permuted(np.tile(np.arange(R), (n, C, 1)), axis=2)
+        row_perm = (bands[:, :, None] * R + within_r).reshape(n, N)
+        stacks = rng.permuted(np.tile(np.arange(R), (n, 1)), axis=1)
+        within_c = rng.permuted(np.tile(np.arange(C), (n, R, 1)), axis=2)
+        col_perm = (stacks[:, :, None] * C + within_c).reshape(n, N)
+        cells = row_perm[:, :, None] * N + col_perm[:, None, :]  # (n, N, N)
+        if R == C:  # only square boxes survive a transpose
+            transpose = rng.random(n) < 0.5
+            cells = np.where(transpose[:, None, None], cells.transpose(0, 2, 1), cells)
+        return SudokuAugs(digit_map, cells.reshape(n, N * N))
 
-    def apply_aug(self, grid: np.ndarray, aug: SudokuAug) -> np.ndarray:
-        """Apply ``aug`` to grids of shape (..., N*N)."""
-        N = self.N
-        g = np.asarray(grid).reshape(*np.shape(grid)[:-1], N, N)
-        g = aug.digit_map[g][..., aug.row_perm, :][..., aug.col_perm]
-        if aug.transpose:
-            g = np.swapaxes(g, -1, -2)
-        return g.reshape(*np.shape(grid)[:-1], N * N)
+    def apply_augs(self, grids: np.ndarray, augs: SudokuAugs) -> np.ndarray:
+        """Apply augmentation k to grid k: (n, N*N) -> (n, N*N)."""
+        k = np.arange(len(augs))[:, None]
+        return augs.digit_map[k, np.asarray(grids)[k, augs.cells]]
 
-    def invert_aug(self, grid: np.ndarray, aug: SudokuAug) -> np.ndarray:
-        """Inverse of :meth:`apply_aug`."""
-        N = self.N
-        g = np.asarray(grid).reshape(*np.shape(grid)[:-1], N, N)
-        if aug.transpose:
-            g = np.swapaxes(g, -1, -2)
-        g = g[..., np.argsort(aug.row_perm), :][..., np.argsort(aug.col_perm)]
-        return np.argsort(aug.digit_map).astype(np.int8)[g].reshape(*np.shape(grid)[:-1], N * N)
-
-    def augment(self, puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator):
-        aug = self.random_aug(rng)
-        return (self.apply_aug(puzzle, aug), self.apply_aug(solution, aug)), aug
+    def invert_augs(self, grids: np.ndarray, augs: SudokuAugs) -> np.ndarray:
+        """Inverse of :meth:`apply_augs`."""
+        k = np.arange(len(augs))[:, None]
+        inverse_map = np.argsort(augs.digit_map, axis=1).astype(np.int8)
+        relabelled = inverse_map[k, np.asarray(grids)]
+        out = np.empty_like(relabelled)
+        out[k, augs.cells] = relabelled
+        return out
 
     # ------------------------------------------------------------------ rendering
     def render(self, grid: np.ndarray, puzzle: np.ndarray | None = None) -> str:
@@ -368,9 +481,9 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
     aug_rng = np.random.default_rng([seed, 2])
     views_p, views_s = [train_p], [train_s]
     for _ in range(num_aug):
-        aug = [s.random_aug(aug_rng) for _ in range(num_train)]
-        views_p.append(np.stack([s.apply_aug(p, a) for p, a in zip(train_p, aug)]))
-        views_s.append(np.stack([s.apply_aug(x, a) for x, a in zip(train_s, aug)]))
+        augs = s.random_augs(aug_rng, num_train)
+        views_p.append(s.apply_augs(train_p, augs))
+        views_s.append(s.apply_augs(train_s, augs))
     train_p = np.stack(views_p, axis=1).reshape(-1, s.cells)  # group-major: original, aug 1, ...
     train_s = np.stack(views_s, axis=1).reshape(-1, s.cells)
     seen.update(p.tobytes() for p in train_p)
