@@ -2,11 +2,16 @@
 plus identifiers.json and task.json). Builds are reproducible from (task, --seed, arguments).
 
 Tasks:
-  sudoku    generated Sudoku with 2x2, 2x3 or 3x3 boxes (4x4, 6x6, 9x9 grids), unique solutions
-  sorting   random lists of values -> the sorted list
+  sudoku          generated Sudoku with 2x2, 2x3 or 3x3 boxes (4x4, 6x6, 9x9 grids), unique solutions
+  sudoku-extreme  the Sudoku-Extreme benchmark (CSV) or any file of 9x9 puzzles, labelled by the exact solver
+  sorting         random lists of values -> the sorted list
 
 Examples:
   recursa build sudoku --box 2x3 --num-train 2000 --num-aug 9 --out data/sudoku6
+  recursa build sudoku-extreme --source train.csv --test-source test.csv --subsample-size 1000 \
+      --num-aug 1000 --out data/sudoku-extreme-1k-aug-1000
+  recursa build sudoku-extreme --source ../shared/data/sudoku/puzzles5_forum_hardest_1905_11+.txt \
+      --subsample-size 1000 --num-aug 100 --out data/sudoku-hardest
   recursa build sorting --length 12 --out data/sort12
 """
 
@@ -17,6 +22,7 @@ import time
 
 from ..tasks import build_sorting, build_sudoku
 from ..tasks.sudoku import parse_box
+from ..tasks.sudoku_extreme import DEFAULT_BUCKETS
 
 
 def add_arguments(p: argparse.ArgumentParser):
@@ -35,6 +41,41 @@ def add_arguments(p: argparse.ArgumentParser):
     s.add_argument("--givens", type=int, default=0, help="stop removing cells at this many givens; 0 = minimal puzzles (default 0)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.set_defaults(_build=_sudoku)
+    x = sub.add_parser("sudoku-extreme", help="Sudoku-Extreme (CSV) or a file of 9x9 puzzles, solver-labelled",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Build the Sudoku-Extreme benchmark of the HRM/TRM papers, or a benchmark from any "
+                                   "file of 9x9 puzzles.\n\n"
+                                   "Sources: (a) the benchmark's CSV layout, header source,question,answer,rating, "
+                                   "81-character strings with '.' or '0' for blanks (it ships train.csv and test.csv); "
+                                   "(b) plain text, one 81-character puzzle per line, blank and '#' lines skipped, "
+                                   "labelled by recursa's exact solver, which proves each solution unique and rates "
+                                   "each puzzle by the guesses its search needed.\n\n"
+                                   "Training groups hold each puzzle plus --num-aug augmentations (digit relabelling, "
+                                   "transpose, band/stack and row/column-within permutations); the test set is not "
+                                   "augmented. Per-puzzle ratings are kept (all__ratings.npy) so `recursa eval` "
+                                   "reports exact accuracy per rating bucket. Every random choice comes from --seed.")
+    x.add_argument("--out", required=True, help="output dataset directory (replaced atomically if it exists)")
+    x.add_argument("--source", required=True, help="training puzzles (CSV or plain file); also the test puzzles "
+                                                   "when --test-source is not given")
+    x.add_argument("--test-source", help="test puzzles (CSV or plain file), e.g. the benchmark's test.csv")
+    x.add_argument("--test-fraction", type=float, default=0.1,
+                   help="without --test-source: seeded fraction of --source held out for test (default 0.1)")
+    x.add_argument("--subsample-size", type=int, default=0,
+                   help="seeded random subset of this many training puzzles, e.g. 1000 as in the papers (default all)")
+    x.add_argument("--num-aug", type=int, default=0, help="augmented views per training puzzle, e.g. 1000 (default 0)")
+    x.add_argument("--min-rating", type=float, default=None,
+                   help="keep only puzzles rated at least this (CSV rating column, or solver guesses for plain files)")
+    x.add_argument("--rating-buckets", default=",".join(str(b) for b in DEFAULT_BUCKETS),
+                   help="increasing lower edges of the rating buckets reported by eval (default %(default)s)")
+    x.add_argument("--on-invalid", choices=["error", "skip"], default="error",
+                   help="a puzzle with no or several solutions (or a wrong CSV answer): stop with an error naming "
+                        "the lines (default), or skip it and list it in OUT/rejected.txt")
+    x.add_argument("--check-unique", action="store_true",
+                   help="CSV sources: also prove with the solver that each answer is the unique solution "
+                        "(answers are always checked against the rules)")
+    x.add_argument("--workers", type=int, default=0, help="solver processes (default: CPU count, at most 8)")
+    x.add_argument("--seed", type=int, default=0, help="random seed of the test split, subsample and augmentations (default 0)")
+    x.set_defaults(_build=_sudoku_extreme)
     r = sub.add_parser("sorting", help="sort a list of values",
                        description="Random lists of --length values in 1..--max-value; the label is the sorted list. "
                                    "Training groups hold each list plus --num-aug shuffled copies.")
@@ -62,6 +103,17 @@ def _sudoku(args):
     rows, cols = parse_box(args.box)
     build_sudoku(args.out, box_rows=rows, box_cols=cols, num_train=args.num_train, num_test=args.num_test,
                  num_aug=args.num_aug, givens=args.givens, seed=args.seed)
+
+
+def _sudoku_extreme(args):
+    from ..tasks.sudoku_extreme import build_sudoku_extreme, parse_buckets
+    from ..errors import RecursaError
+    if args.workers < 0:
+        raise RecursaError("--workers must be >= 0")
+    build_sudoku_extreme(args.out, source=args.source, test_source=args.test_source, test_fraction=args.test_fraction,
+                         subsample_size=args.subsample_size, num_aug=args.num_aug, min_rating=args.min_rating,
+                         rating_buckets=parse_buckets(args.rating_buckets), on_invalid=args.on_invalid,
+                         check_unique=args.check_unique, workers=args.workers, seed=args.seed)
 
 
 def _sorting(args):

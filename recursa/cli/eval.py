@@ -46,8 +46,10 @@ def run(args) -> int:
     if m["num_puzzle_identifiers"] > spec.num_puzzle_identifiers:
         raise RecursaError(f"{args.data}/{args.split}: {m['num_puzzle_identifiers']} puzzle identifiers, the checkpoint "
                            f"has embeddings for {spec.num_puzzle_identifiers}")
+    from ..data.format import read_task_info
+    buckets = read_task_info(args.data).get("rating_buckets")
     res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
-                   limit=args.limit, steps=args.steps or None)
+                   limit=args.limit, steps=args.steps or None, rating_buckets=buckets)
     name = loaded.task.describe() if loaded.task else "dataset"
     print(f"{loaded.path}  ({loaded.cfg.model.arch}, step {loaded.meta['step']}) on {args.data}/{args.split}: {res['n']} {name} puzzles")
     print(f"  token accuracy   {res['token_accuracy']:.4f}")
@@ -56,6 +58,9 @@ def run(args) -> int:
         print(f"  valid solutions  {res['valid_rate']:.4f}")
     print(f"  steps            {res['mean_steps']:.0f} (model's own halting step: mean {res['halt_step_mean']:.2f})")
     print("  exact by step    " + "  ".join(f"{i + 1}:{x:.3f}" for i, x in enumerate(res["exact_by_step"])))
+    if "exact_by_rating" in res:
+        print("  exact by rating  " + "  ".join(f"{k}: {v['exact']:.3f} (n={v['n']})" for k, v in res["exact_by_rating"].items()
+                                               if v["n"]))
     if args.json_out:
         out = Path(args.json_out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -88,9 +88,11 @@ def make_split(inputs: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray |
                  group_indices, meta)
 
 
-def write_dataset(out: str | Path, splits: dict[str, Split], identifiers: list[str], task_info: dict) -> Path:
+def write_dataset(out: str | Path, splits: dict[str, Split], identifiers: list[str], task_info: dict,
+                  files: dict[str, str] | None = None) -> Path:
     """Write a dataset directory atomically: everything goes to a temporary sibling directory
-    which replaces ``out`` only once complete (an existing ``out`` is replaced)."""
+    which replaces ``out`` only once complete (an existing ``out`` is replaced). ``files`` are
+    extra text files (name -> content) written at the top level, e.g. a report."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -107,6 +109,8 @@ def write_dataset(out: str | Path, splits: dict[str, Split], identifiers: list[s
             (d / "dataset.json").write_text(json.dumps(split.meta, indent=1))
         (tmp / "identifiers.json").write_text(json.dumps(identifiers))
         (tmp / "task.json").write_text(json.dumps(task_info, indent=1))
+        for name_, text in (files or {}).items():
+            (tmp / name_).write_text(text)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.rename(old)

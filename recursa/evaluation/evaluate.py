@@ -8,7 +8,9 @@ Metrics (the official definitions):
   when a puzzle has several valid answers);
 - ``mean_steps``: supervision steps used per puzzle; ``halt_step_mean``: the step at which the
   model's own halting head first says "done" (q_halt > 0), or the last step;
-- ``n``: puzzles evaluated.
+- ``n``: puzzles evaluated;
+- ``exact_by_rating``: when the split has per-puzzle ratings (Sudoku-Extreme builds), exact
+  accuracy and count per rating bucket (bucket lower edges from the dataset's ``task.json``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..training.losses import IGNORE_LABEL_ID
 
 
 def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 256, device=None,
-             limit: int = 0, steps: int | None = None) -> dict:
+             limit: int = 0, steps: int | None = None, rating_buckets=None) -> dict:
     device = device or next(model.parameters()).device
     steps = steps or model.halt_max_steps
     n = 0
@@ -33,7 +35,13 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
     exact = np.zeros(steps)
     valid = 0
     halt_step = 0
-    for _, batch_np in iter_eval(split, batch_size, limit):
+    ratings = split.extras.get("ratings")
+    if ratings is not None:
+        from ..tasks.sudoku_extreme import DEFAULT_BUCKETS, bucket_names
+        edges = np.asarray(rating_buckets or DEFAULT_BUCKETS, dtype=np.float64)
+        names = bucket_names(tuple(edges.tolist()))
+        bucket_n, bucket_ok = np.zeros(len(edges), np.int64), np.zeros(len(edges), np.int64)
+    for idx, batch_np in iter_eval(split, batch_size, limit):
         batch = to_device(batch_np, device)
         labels = batch["labels"]
         mask = labels != IGNORE_LABEL_ID
@@ -53,7 +61,17 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
         if task is not None:
             ok = task.check(batch_np["inputs"], preds.cpu().numpy())
             valid += int(ok[keep.cpu().numpy()].sum())
+        if ratings is not None:
+            puzzle = np.searchsorted(split.puzzle_indices, idx, side="right") - 1
+            b = np.searchsorted(edges, np.asarray(ratings)[puzzle], side="right") - 1
+            scored = keep.cpu().numpy() & (b >= 0)
+            np.add.at(bucket_n, b[scored], 1)
+            np.add.at(bucket_ok, b[scored], seq_ok.cpu().numpy()[scored].astype(np.int64))
     d = max(n, 1)
+    extra = {}
+    if ratings is not None:
+        extra["exact_by_rating"] = {name: {"n": int(c), "exact": float(k / c) if c else None}
+                                    for name, c, k in zip(names, bucket_n, bucket_ok)}
     return {
         "token_accuracy": token_acc / d,
         "exact_accuracy": float(exact[-1] / d),
@@ -62,4 +80,5 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
         "halt_step_mean": halt_step / d,
         "exact_by_step": [float(x / d) for x in exact],
         "n": n,
+        **extra,
     }

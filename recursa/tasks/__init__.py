@@ -6,9 +6,10 @@ from ..errors import RecursaError
 from .base import Task
 from .sorting import SortingTask, build_sorting
 from .sudoku import SudokuTask, build_sudoku
+from .sudoku_extreme import build_sudoku_extreme
 
 TASKS = {"sudoku": SudokuTask, "sorting": SortingTask}
-BUILDERS = {"sudoku": build_sudoku, "sorting": build_sorting}
+BUILDERS = {"sudoku": build_sudoku, "sudoku-extreme": build_sudoku_extreme, "sorting": build_sorting}
 
 
 def load_task(info: dict) -> Task:

@@ -52,6 +52,7 @@ class Trainer:
         self.train_split = load_split(t.data, "train")
         self.test_split = load_split(t.data, "test") if t.eval_interval >= 0 else None
         task_info = read_task_info(t.data)
+        self.rating_buckets = task_info.get("rating_buckets") if task_info else None
         self.task_info = {"task": task_info["task"], "params": task_info.get("params", {})} if task_info else None
         self.task = load_task(self.task_info) if self.task_info else None
         m = self.train_split.meta
@@ -182,7 +183,8 @@ class Trainer:
     def run_eval(self) -> dict:
         e = self.cfg.eval
         model = self.eval_model()
-        res = evaluate(model, self.test_split, self.task, batch_size=e.batch_size, device=self.device, limit=e.limit)
+        res = evaluate(model, self.test_split, self.task, batch_size=e.batch_size, device=self.device, limit=e.limit,
+                       rating_buckets=self.rating_buckets)
         self.model.train()
         return res
 
@@ -252,7 +254,11 @@ class Trainer:
 
     def _log_eval(self) -> dict:
         res = self.run_eval()
-        self.logger.log(self.step, {f"eval/{k}": v for k, v in res.items() if v is not None})
+        flat = {f"eval/{k}": v for k, v in res.items() if v is not None and k != "exact_by_rating"}
+        for name, b in res.get("exact_by_rating", {}).items():  # one scalar per bucket
+            if b["n"]:
+                flat[f"eval/exact_rating_{name}"] = b["exact"]
+        self.logger.log(self.step, flat)
         self.progress.message(f"eval @ step {self.step}: exact {res['exact_accuracy']:.3f}  token {res['token_accuracy']:.3f}"
                               f"  by step {' '.join(f'{x:.2f}' for x in res['exact_by_step'])}")
         return res

@@ -1,0 +1,394 @@
+"""Sudoku-Extreme, the 9x9 benchmark of the HRM and TRM papers, and other real 9x9 collections.
+
+Sources, read by path (nothing is downloaded):
+
+- the benchmark's CSV layout: a header ``source,question,answer,rating`` then one puzzle per row,
+  81-character strings with ``.`` or ``0`` for blanks (the benchmark ships ``train.csv`` and
+  ``test.csv``). ``rating`` is the benchmark's difficulty (search backtracks);
+- plain text: one 81-character puzzle per line, blank lines and ``#`` comments skipped, no
+  answers. recursa's batched exact solver labels them, proves each solution unique, and rates
+  each puzzle by the number of guesses its search needed.
+
+The build follows the official builder (tokens = value + 1, seq_len 81, vocab 11, one shared
+puzzle identifier; training groups = a puzzle + ``num_aug`` augmentations: digit relabelling,
+band/stack and row/column-within permutations, transpose; the test set is not augmented) without
+its unseeded subsample. Every random choice comes from ``seed``; parsing, checking, labelling and
+augmentation are vectorised over puzzles.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data.format import make_split, write_dataset
+from ..errors import RecursaError
+from .sudoku import Sudoku, SudokuTask
+
+CSV_COLUMNS = ("source", "question", "answer", "rating")
+DEFAULT_BUCKETS = (0, 1, 10, 100)
+LABEL_CHUNK = 1024  # puzzles per solver call; fixed so results never depend on the worker count
+
+
+@dataclass
+class Collection:
+    """Puzzles read from one file; ``lines`` are 1-based line numbers for error messages."""
+
+    path: Path
+    lines: np.ndarray  # (P,) int64
+    puzzles: np.ndarray  # (P, 81) int8, 0 = blank
+    answers: np.ndarray | None  # (P, 81) int8 or None (plain files)
+    ratings: np.ndarray | None  # (P,) float32 or None
+
+    def take(self, idx: np.ndarray) -> Collection:
+        return Collection(self.path, self.lines[idx], self.puzzles[idx],
+                          None if self.answers is None else self.answers[idx],
+                          None if self.ratings is None else self.ratings[idx])
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+
+_SUDOKU = Sudoku(3, 3)
+_CHAR_VALUE = np.full(256, -1, dtype=np.int8)
+_CHAR_VALUE[ord(".")] = _CHAR_VALUE[ord("0")] = 0
+_CHAR_VALUE[[ord(str(d)) for d in range(1, 10)]] = np.arange(1, 10)
+
+
+def _grids(strings: list[str], lines: np.ndarray, path: Path, what: str, blanks: bool) -> np.ndarray:
+    """81-character strings -> (P, 81) int8, vectorised; the first bad row gets a precise error."""
+    where = (lambda i: f"{path}:{lines[i]}: {what}") if what else (lambda i: f"{path}:{lines[i]}")
+    if not strings:
+        return np.zeros((0, 81), np.int8)
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    bad = np.flatnonzero(lengths != 81)
+    if len(bad):
+        _SUDOKU.parse(strings[bad[0]], where(bad[0]), check_givens=False)  # raises: "N cells, expected 81"
+        raise RecursaError(f"{where(bad[0])}: {lengths[bad[0]]} characters, expected 81")
+    try:
+        raw = np.frombuffer("".join(strings).encode("ascii"), dtype=np.uint8).reshape(-1, 81)
+    except UnicodeEncodeError:
+        i = next(i for i, s in enumerate(strings) if not s.isascii())
+        _SUDOKU.parse(strings[i], where(i), check_givens=False)
+        raise RecursaError(f"{where(i)}: non-ASCII character") from None
+    grids = _CHAR_VALUE[raw]
+    bad = np.flatnonzero((grids < 0).any(1) | (False if blanks else (grids == 0).any(1)))
+    if len(bad):
+        i = bad[0]
+        _SUDOKU.parse(strings[i], where(i), check_givens=False)  # names the bad character
+        j = int(np.flatnonzero(grids[i] == 0)[0])
+        raise RecursaError(f"{where(i)}: position {j + 1} (row {j // 9 + 1}, column {j % 9 + 1}) is blank; "
+                           "an answer must be complete")
+    return grids
+
+
+def repeated_givens(grids: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """(P,) bool: some digit appears twice in a row, column or box (vectorised)."""
+    out = np.zeros(len(grids), dtype=bool)
+    for s in range(0, len(grids), chunk):
+        units = np.sort(grids[s:s + chunk][:, _SUDOKU.units], axis=-1)  # (p, 27, 9)
+        out[s:s + chunk] = ((units[..., 1:] == units[..., :-1]) & (units[..., 1:] > 0)).any(axis=(1, 2))
+    return out
+
+
+def _check_givens(grids: np.ndarray, lines: np.ndarray, path: Path) -> None:
+    bad = np.flatnonzero(repeated_givens(grids))
+    if len(bad):
+        i = bad[0]
+        raise RecursaError(f"{path}:{lines[i]}: {_SUDOKU.givens_conflict(grids[i])}")
+
+
+def read_csv(path: str | Path) -> Collection:
+    """The benchmark CSV layout (``source,question,answer,rating``), validated row by row."""
+    path = Path(path)
+    questions, answers, ratings, lines = [], [], [], []
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise RecursaError(f"{path}: empty file; expected a header line {','.join(CSV_COLUMNS)}")
+            header = [h.strip().lower() for h in header]
+            missing = [c for c in ("question", "answer") if c not in header]
+            if missing:
+                raise RecursaError(f"{path}:1: header {','.join(header)!r} lacks column(s) {', '.join(missing)} "
+                                   f"(expected {','.join(CSV_COLUMNS)})")
+            qi, ai = header.index("question"), header.index("answer")
+            ri = header.index("rating") if "rating" in header else None
+            width = len(header)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != width:
+                    raise RecursaError(f"{path}:{reader.line_num}: {len(row)} fields, expected {width} "
+                                       f"({','.join(header)})")
+                questions.append(row[qi].strip())
+                answers.append(row[ai].strip())
+                if ri is not None:
+                    ratings.append(row[ri].strip())
+                lines.append(reader.line_num)
+    except FileNotFoundError:
+        raise RecursaError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise RecursaError(f"{path}: not a text file ({e.reason})") from None
+    except csv.Error as e:
+        raise RecursaError(f"{path}: malformed CSV ({e})") from None
+    ln = np.asarray(lines, dtype=np.int64)
+    q = _grids(questions, ln, path, "question", blanks=True)
+    _check_givens(q, ln, path)
+    a = _grids(answers, ln, path, "answer", blanks=False)
+    ok = _SUDOKU.is_valid(q, a) if len(q) else np.zeros(0, bool)
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        raise RecursaError(f"{path}:{ln[bad[0]]}: the answer is not a solution of the question "
+                           "(breaks a rule or changes a given)")
+    r = None
+    if ri is not None:
+        try:
+            r = np.asarray(ratings, dtype=np.float32)
+        except ValueError:
+            i = next(i for i, x in enumerate(ratings) if not _is_number(x))
+            raise RecursaError(f"{path}:{ln[i]}: rating {ratings[i]!r} is not a number") from None
+    return Collection(path, ln, q, a, r)
+
+
+def _is_number(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False
+
+
+def read_plain(path: str | Path) -> Collection:
+    """One puzzle per line (81 characters; ``.`` or ``0`` blank); blank and ``#`` lines skipped."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise RecursaError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise RecursaError(f"{path}: not a text file ({e.reason})") from None
+    strings, lines = [], []
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s and not s.startswith("#"):
+            strings.append(s)
+            lines.append(n)
+    ln = np.asarray(lines, dtype=np.int64)
+    q = _grids(strings, ln, path, "", blanks=True)
+    _check_givens(q, ln, path)
+    return Collection(path, ln, q, None, None)
+
+
+def read_collection(path: str | Path) -> Collection:
+    """CSV when the file starts with a header naming ``question``, plain text otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecursaError(f"{path}: file not found")
+    with open(path, "rb") as f:
+        head = f.readline().decode("utf-8", errors="replace").lower()
+    return read_csv(path) if ("question" in head and "," in head) else read_plain(path)
+
+
+def _solve_chunk(grids: np.ndarray):
+    return _SUDOKU.solve_many(grids, limit=2)
+
+
+def label(grids: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solve every puzzle (fixed chunks, optionally in ``workers`` processes) ->
+    (counts capped at 2, solutions, guesses)."""
+    chunks = [grids[s:s + LABEL_CHUNK] for s in range(0, len(grids), LABEL_CHUNK)]
+    if workers > 1 and len(chunks) > 1:
+        import multiprocessing as mp
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        with ctx.Pool(min(workers, len(chunks))) as pool:
+            parts = pool.map(_solve_chunk, chunks, chunksize=1)
+    else:
+        parts = [_solve_chunk(c) for c in chunks]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros((0, 81), np.int8), np.zeros(0, np.int64)
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
+
+def _lines_text(lines: np.ndarray, limit: int = 8) -> str:
+    shown = ", ".join(str(x) for x in lines[:limit])
+    return shown + (f", ... ({len(lines)} in all)" if len(lines) > limit else "")
+
+
+def label_collections(cols: list[Collection], workers: int, on_invalid: str,
+                      log=print) -> tuple[list[Collection], list[str]]:
+    """Label (plain files) or verify (``answers`` present) with the exact solver, all collections
+    in one pass. Puzzles with no or several solutions (or a CSV answer that is not the unique
+    solution) are an error naming every file and line, or are dropped with ``on_invalid='skip'``.
+    Returns the kept puzzles and one report line per rejected puzzle."""
+    sizes = np.cumsum([0] + [len(c) for c in cols])
+    counts, sols, guesses = label(np.concatenate([c.puzzles for c in cols]), workers)
+    kept, report, found = [], [], []
+    for k, col in enumerate(cols):
+        sl = slice(sizes[k], sizes[k + 1])
+        c, x, g = counts[sl], sols[sl], guesses[sl]
+        wrong = (c == 1) & (x != col.answers).any(1) if col.answers is not None else np.zeros(len(col), bool)
+        problems = [("no solution", np.flatnonzero(c == 0)), ("more than one solution", np.flatnonzero(c >= 2)),
+                    ("an answer that differs from the unique solution", np.flatnonzero(wrong))]
+        report += [f"{col.path}:{col.lines[i]}\t{what}" for what, idx in problems for i in idx]
+        found += [f"{col.path}: {len(idx)} with {what} (line {_lines_text(col.lines[idx])})"
+                  for what, idx in problems if len(idx)]
+        keep = np.flatnonzero((c == 1) & ~wrong)
+        out = col.take(keep)
+        if out.answers is None:
+            out.answers = x[keep]
+        if out.ratings is None:
+            out.ratings = g[keep].astype(np.float32)
+        kept.append(out)
+    if found:
+        text = "; ".join(found)
+        if on_invalid == "error":
+            raise RecursaError(f"{text}; use --on-invalid skip to leave them out")
+        log(f"skipping {text}")
+    return kept, report
+
+
+def bucket_names(edges) -> list[str]:
+    """Edges (0, 1, 10, 100) -> ["0", "1-9", "10-99", "100+"] (ratings are counts)."""
+    names = []
+    for k, lo in enumerate(edges):
+        hi = edges[k + 1] if k + 1 < len(edges) else None
+        if hi is None:
+            names.append(f"{_fmt(lo)}+")
+        elif hi - lo == 1 and float(lo).is_integer():
+            names.append(_fmt(lo))
+        else:
+            names.append(f"{_fmt(lo)}-{_fmt(hi - 1) if float(hi).is_integer() and float(lo).is_integer() else _fmt(hi)}")
+    return names
+
+
+def _fmt(x) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def parse_buckets(text: str) -> tuple[float, ...]:
+    try:
+        edges = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise RecursaError(f"--rating-buckets {text!r}: expected increasing numbers separated by commas") from None
+    if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise RecursaError(f"--rating-buckets {text!r}: expected increasing numbers separated by commas")
+    return edges
+
+
+def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | None = None,
+                         test_fraction: float = 0.1, subsample_size: int = 0, num_aug: int = 0,
+                         min_rating: float | None = None, rating_buckets=DEFAULT_BUCKETS,
+                         on_invalid: str = "error", check_unique: bool = False, workers: int = 0,
+                         seed: int = 0, log=print) -> SudokuTask:
+    """Build a Sudoku-Extreme style dataset (official layout plus per-puzzle ``ratings``).
+
+    Without ``test_source`` a seeded ``test_fraction`` of ``source`` is held out. ``min_rating``
+    keeps puzzles rated at least that; ``subsample_size`` draws that many training puzzles
+    (seeded); ``num_aug`` augmented views join each training puzzle in its group. Plain files are
+    labelled by the exact solver (only the puzzles kept are solved, unless ``min_rating`` needs
+    every rating); CSV answers are checked against the rules, and with ``check_unique`` also
+    proved to be the unique solution.
+    """
+    if on_invalid not in ("error", "skip"):
+        raise RecursaError(f"--on-invalid {on_invalid!r}: expected error or skip")
+    if test_source is None and not 0.0 < test_fraction < 1.0:
+        raise RecursaError(f"--test-fraction {test_fraction}: must be in (0, 1)")
+    if subsample_size < 0 or num_aug < 0:
+        raise RecursaError("--subsample-size and --num-aug must be >= 0")
+    workers = workers or min(os.cpu_count() or 1, 8)
+    rng = np.random.default_rng([seed, 10])
+    task = SudokuTask(3, 3)
+    s = task.sudoku
+    rejected: list[str] = []
+
+    def labelled(*cols: Collection) -> list[Collection]:
+        cols, report = label_collections(list(cols), workers, on_invalid, log)
+        rejected.extend(report)
+        return cols
+
+    def prepare(col: Collection) -> Collection:
+        """Label now what must be labelled before selection; apply --min-rating."""
+        if (col.answers is None and min_rating is not None) or (col.answers is not None and check_unique):
+            (col,) = labelled(col)
+        if min_rating is not None:
+            if col.ratings is None:
+                raise RecursaError(f"{col.path}: --min-rating needs a rating column")
+            col = col.take(np.flatnonzero(col.ratings >= min_rating))
+        return col
+
+    src = prepare(read_collection(source))
+    if test_source is not None:
+        test_col = prepare(read_collection(test_source))
+        # Held out: leave out training puzzles that also appear in the test file.
+        test_keys = {p.tobytes() for p in test_col.puzzles}
+        overlap = np.fromiter((p.tobytes() in test_keys for p in src.puzzles), dtype=bool, count=len(src))
+        if overlap.any():
+            log(f"{source}: leaving out {int(overlap.sum())} training puzzles that are also in {test_source}")
+        train_idx = np.flatnonzero(~overlap)
+        test_idx = None
+    else:
+        perm = rng.permutation(len(src))
+        n_test = max(1, int(round(test_fraction * len(src))))
+        train_idx, test_idx = np.sort(perm[n_test:]), np.sort(perm[:n_test])
+    if subsample_size and subsample_size < len(train_idx):
+        train_idx = np.sort(rng.choice(train_idx, subsample_size, replace=False))
+    # Plain files still unlabelled: label only the puzzles the build keeps, in one pass per file.
+    # Line numbers identify puzzles, so the splits survive rejected puzzles being dropped.
+    if src.answers is None:
+        chosen = train_idx if test_idx is None else np.union1d(train_idx, test_idx)
+        src_lines = src.lines
+        if test_idx is None and test_col.answers is None:
+            src, test_col = labelled(src.take(chosen), test_col)
+        else:
+            (src,) = labelled(src.take(chosen))
+        train_idx = np.flatnonzero(np.isin(src.lines, src_lines[train_idx]))
+        if test_idx is not None:
+            test_idx = np.flatnonzero(np.isin(src.lines, src_lines[test_idx]))
+    elif test_idx is None and test_col.answers is None:
+        (test_col,) = labelled(test_col)
+    train_col = src.take(train_idx)
+    if test_idx is not None:
+        test_col = src.take(test_idx)
+    if len(train_col) == 0 or len(test_col) == 0:
+        raise RecursaError(f"{source}: no {'training' if len(train_col) == 0 else 'test'} puzzles left to build from")
+
+    # Augmented views, vectorised: group g = original g, then num_aug views.
+    P = len(train_col)
+    views_p, views_s = [train_col.puzzles], [train_col.answers]
+    aug_rng = np.random.default_rng([seed, 11])
+    for _ in range(num_aug):
+        augs = s.random_augs(aug_rng, P)
+        views_p.append(s.apply_augs(train_col.puzzles, augs))
+        views_s.append(s.apply_augs(train_col.answers, augs))
+    train_p = np.stack(views_p, axis=1).reshape(-1, 81)
+    train_s = np.stack(views_s, axis=1).reshape(-1, 81)
+    del views_p, views_s
+    enc = s.encode
+    train = make_split(enc(train_p), enc(train_s), np.full(P, num_aug + 1), vocab_size=task.vocab_size)
+    test = make_split(enc(test_col.puzzles), enc(test_col.answers), vocab_size=task.vocab_size)
+    rated = train_col.ratings is not None and test_col.ratings is not None
+    if rated:
+        train.extras["ratings"] = np.repeat(train_col.ratings.astype(np.float32), num_aug + 1)
+        test.extras["ratings"] = test_col.ratings.astype(np.float32)
+    info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed,
+            "builder": "sudoku-extreme",
+            "build_args": {"source": str(source), "test_source": None if test_source is None else str(test_source),
+                           "test_fraction": test_fraction, "subsample_size": subsample_size, "num_aug": num_aug,
+                           "min_rating": min_rating, "on_invalid": on_invalid, "check_unique": check_unique},
+            "rating_buckets": list(rating_buckets) if rated else None, "rejected": len(rejected)}
+    files = {"rejected.txt": "".join(x + "\n" for x in rejected)} if rejected else {}
+    write_dataset(out, {"train": train, "test": test}, ["<blank>"], info, files=files)
+    msg = f"wrote {out}: {len(train_p)} training puzzles ({P} x {num_aug + 1} views), {len(test_col)} test puzzles"
+    if rated:
+        hist = np.histogram(test_col.ratings, bins=[*rating_buckets, np.inf])[0]
+        msg += "; test puzzles by rating: " + ", ".join(f"{n}: {c}" for n, c in zip(bucket_names(rating_buckets), hist))
+    if rejected:
+        msg += f"; {len(rejected)} puzzles rejected (listed in rejected.txt)"
+    log(msg)
+    return task
