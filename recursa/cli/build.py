@@ -4,6 +4,7 @@ plus identifiers.json and task.json). Builds are reproducible from (task, --seed
 Tasks:
   sudoku          generated Sudoku with 2x2, 2x3 or 3x3 boxes (4x4, 6x6, 9x9 grids), unique solutions
   sudoku-extreme  the Sudoku-Extreme benchmark (CSV) or any file of 9x9 puzzles, labelled by the exact solver
+  maze            Maze-Hard: generated mazes (shortest path >= --min-path) or the benchmark's CSV
   sorting         random lists of values -> the sorted list
 
 Examples:
@@ -12,6 +13,7 @@ Examples:
       --num-aug 1000 --out data/sudoku-extreme-1k-aug-1000
   recursa build sudoku-extreme --source ../shared/data/sudoku/puzzles5_forum_hardest_1905_11+.txt \
       --subsample-size 1000 --num-aug 100 --out data/sudoku-hardest
+  recursa build maze --size 30 --min-path 110 --num-train 1000 --num-test 1000 --out data/maze-30x30-hard-1k
   recursa build sorting --length 12 --out data/sort12
 """
 
@@ -76,6 +78,31 @@ def add_arguments(p: argparse.ArgumentParser):
     x.add_argument("--workers", type=int, default=0, help="solver processes (default: CPU count, at most 8)")
     x.add_argument("--seed", type=int, default=0, help="random seed of the test split, subsample and augmentations (default 0)")
     x.set_defaults(_build=_sudoku_extreme)
+    z = sub.add_parser("maze", help="Maze-Hard: generated mazes or the benchmark's CSV",
+                       description="Mazes whose answer is a shortest path from S to G (walls '#', open ' ', start "
+                                   "'S', goal 'G', path 'o'; the official token ids 1-5). Generated mazes are uniform "
+                                   "spanning-tree mazes with a few extra openings (--loop-prob), so some have several "
+                                   "shortest paths; S and G are drawn at least --min-path steps apart. Or import the "
+                                   "benchmark's CSV layout (source,question,answer,rating) with --source. Training "
+                                   "groups hold each maze plus, with --aug, its 7 other rotations/reflections; the "
+                                   "test set is not augmented. Evaluation counts a prediction right when it marks a "
+                                   "shortest path (valid_rate) and reports exact match to the label as well.")
+    z.add_argument("--out", required=True, help="output dataset directory (replaced atomically if it exists)")
+    z.add_argument("--size", type=int, default=30, help="grid side (default 30)")
+    z.add_argument("--min-path", type=int, default=110, help="keep mazes whose shortest S-G path has at least this "
+                                                             "many steps (default 110, as Maze-Hard)")
+    z.add_argument("--num-train", type=int, default=1000, help="generated training mazes (default 1000)")
+    z.add_argument("--num-test", type=int, default=1000, help="generated test mazes (default 1000)")
+    z.add_argument("--loop-prob", type=float, default=0.05,
+                   help="probability of opening each remaining wall between two corridor cells (default 0.05)")
+    z.add_argument("--aug", action="store_true", help="add the 7 other dihedral views of each training maze")
+    z.add_argument("--source", help="import mazes from the benchmark's CSV (e.g. train.csv) instead of generating")
+    z.add_argument("--test-source", help="with --source: test mazes from this CSV (e.g. test.csv)")
+    z.add_argument("--test-fraction", type=float, default=0.1,
+                   help="with --source and no --test-source: seeded fraction held out for test (default 0.1)")
+    z.add_argument("--subsample-size", type=int, default=0, help="with --source: seeded subset of training mazes")
+    z.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    z.set_defaults(_build=_maze)
     r = sub.add_parser("sorting", help="sort a list of values",
                        description="Random lists of --length values in 1..--max-value; the label is the sorted list. "
                                    "Training groups hold each list plus --num-aug shuffled copies.")
@@ -114,6 +141,18 @@ def _sudoku_extreme(args):
                          subsample_size=args.subsample_size, num_aug=args.num_aug, min_rating=args.min_rating,
                          rating_buckets=parse_buckets(args.rating_buckets), on_invalid=args.on_invalid,
                          check_unique=args.check_unique, workers=args.workers, seed=args.seed)
+
+
+def _maze(args):
+    from ..tasks.maze import build_maze
+    from ..errors import RecursaError
+    if args.test_source and not args.source:
+        raise RecursaError("--test-source needs --source")
+    if args.subsample_size < 0 or args.min_path < 1:
+        raise RecursaError("--subsample-size must be >= 0 and --min-path >= 1")
+    build_maze(args.out, size=args.size, min_path=args.min_path, num_train=args.num_train, num_test=args.num_test,
+               loop_prob=args.loop_prob, aug=args.aug, source=args.source, test_source=args.test_source,
+               test_fraction=args.test_fraction, subsample_size=args.subsample_size, seed=args.seed)
 
 
 def _sorting(args):

@@ -1,0 +1,376 @@
+"""Mazes (Maze-Hard of the HRM/TRM papers): find a shortest path from S to G on a square grid.
+
+Tokens follow the official builder: the characters ``"# SGo"`` are ids 1..5 (wall, open, start,
+goal, path), PAD = 0, vocab 6, seq_len = size * size (900 for 30x30). The input has walls, open
+cells, S and G; the answer marks one shortest path with ``o`` (S and G kept).
+
+This module owns the seeded generator (uniform spanning-tree mazes by a random walk, extra openings
+for loops, S and G drawn at least ``min_path`` steps apart), the import of the benchmark's CSV layout
+(``source,question,answer,rating``), the 8 dihedral augmentations with their inverse, the checker
+(a prediction is right when it marks *a* shortest path, so mazes with several are scored fairly)
+and the renderer. Everything is vectorised over mazes with numpy: breadth-first search is a
+frontier dilation on (B, H, W) masks.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..data.format import make_split, write_dataset
+from ..errors import RecursaError
+
+CHARSET = "# SGo"
+WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
+_CHAR_ID = np.zeros(256, dtype=np.uint8)  # 0 = not a maze character
+_CHAR_ID[[ord(c) for c in CHARSET]] = np.arange(1, 6)
+_ID_CHAR = np.array(list("?" + CHARSET))
+
+
+# ---------------------------------------------------------------------- grid helpers
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """4-neighbourhood dilation of (B, H, W) boolean masks (no wrap-around)."""
+    out = mask.copy()
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    out[:, :, 1:] |= mask[:, :, :-1]
+    out[:, :, :-1] |= mask[:, :, 1:]
+    return out
+
+
+def bfs_distance(passable: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Steps from the ``start`` cells through ``passable`` cells, (B, H, W) int32; -1 = unreachable."""
+    dist = np.full(passable.shape, -1, dtype=np.int32)
+    frontier = start & passable
+    d = 0
+    while frontier.any():
+        dist[frontier] = d
+        frontier = _dilate(frontier) & passable & (dist < 0)
+        d += 1
+    return dist
+
+
+def shortest_lengths(grids: np.ndarray) -> np.ndarray:
+    """(B,) steps of a shortest S->G path of token grids (B, H, W); -1 if G is unreachable."""
+    passable = grids != WALL
+    dist = bfs_distance(passable, grids == START)
+    at_goal = np.where(grids == GOAL, dist, -1).reshape(len(grids), -1).max(1)
+    return at_goal
+
+
+def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
+    """The official 8 dihedral transforms on the last two axes: 0 identity, 1 rot90, 2 rot180,
+    3 rot270, 4 flip left-right, 5 flip up-down, 6 transpose, 7 anti-transpose."""
+    g = np.asarray(grid)
+    if t == 0:
+        return g
+    if t in (1, 2, 3):
+        return np.rot90(g, k=t, axes=(-2, -1))
+    if t == 4:
+        return g[..., :, ::-1]
+    if t == 5:
+        return g[..., ::-1, :]
+    if t == 6:
+        return np.swapaxes(g, -1, -2)
+    if t == 7:
+        return np.rot90(g, k=1, axes=(-2, -1))[..., :, ::-1]
+    raise ValueError(f"dihedral transform {t} not in 0..7")
+
+
+DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
+
+
+# ---------------------------------------------------------------------- task (token space)
+class MazeTask:
+    """Maze in token space for the trainer/evaluator/CLI (see module docstring)."""
+
+    name = "maze"
+    vocab_size = len(CHARSET) + 1
+
+    def __init__(self, size: int = 30):
+        if not 4 <= size <= 64:
+            raise RecursaError(f"maze size {size}: must be in 4..64")
+        self.size = size
+        self.seq_len = size * size
+
+    def params(self) -> dict:
+        return {"size": self.size}
+
+    def describe(self) -> str:
+        return f"{self.size}x{self.size} maze"
+
+    def _grid(self, tokens: np.ndarray) -> np.ndarray:
+        return np.asarray(tokens).reshape(-1, self.size, self.size)
+
+    def parse(self, text: str, where: str = "maze") -> np.ndarray:
+        """``size`` lines of ``size`` characters (or one line of size*size): '#' wall, ' ' or '.'
+        open, 'S' start, 'G' goal. Exactly one S and one G, and G reachable from S."""
+        rows = [r for r in text.split("\n") if r.strip()]
+        s = "".join(rows) if len(rows) > 1 else (rows[0] if rows else "")
+        s = s.replace(".", " ")
+        n = self.size
+        if len(s) != n * n:
+            raise RecursaError(f"{where}: {len(s)} cells, expected {n * n} for a {self.describe()}")
+        return validate_questions(np.frombuffer(s.encode("latin-1", errors="replace"), np.uint8)[None], n,
+                                  lambda i: where)[0]
+
+    def check(self, inputs: np.ndarray, preds: np.ndarray) -> np.ndarray:
+        return valid_shortest_paths(self._grid(inputs), self._grid(preds))
+
+    def render(self, tokens: np.ndarray) -> str:
+        g = _ID_CHAR[np.clip(self._grid(tokens)[0], 0, 5)]
+        return "\n".join("".join(row) for row in g)
+
+    def reference(self, inputs: np.ndarray) -> np.ndarray | None:
+        grids = self._grid(inputs)
+        if shortest_lengths(grids)[0] < 0:
+            return None
+        return mark_shortest_paths(grids, np.random.default_rng(0))[0].reshape(-1)
+
+
+def validate_questions(raw: np.ndarray, size: int, where) -> np.ndarray:
+    """Characters (B, size*size) as bytes -> token ids; every error names ``where(i)`` and the cell."""
+    ids = _CHAR_ID[raw]
+    for i in np.flatnonzero((ids == 0).any(1) | (ids == PATH).any(1)):
+        j = int(np.flatnonzero((ids[i] == 0) | (ids[i] == PATH))[0])
+        raise RecursaError(f"{where(i)}: position {j + 1} (row {j // size + 1}, column {j % size + 1}): "
+                           f"{chr(raw[i, j])!r} is not a maze cell ('#' wall, ' ' open, 'S' start, 'G' goal)")
+    for i in np.flatnonzero(((ids == START).sum(1) != 1) | ((ids == GOAL).sum(1) != 1)):
+        for tok, name in ((START, "S (start)"), (GOAL, "G (goal)")):
+            k = int((ids[i] == tok).sum())
+            if k != 1:
+                raise RecursaError(f"{where(i)}: {'no' if k == 0 else k} {name} cell{'s' if k > 1 else ''}, "
+                                   "expected exactly one")
+    lengths = shortest_lengths(ids.reshape(-1, size, size))
+    for i in np.flatnonzero(lengths < 0):
+        raise RecursaError(f"{where(i)}: G cannot be reached from S")
+    return ids
+
+
+def valid_shortest_paths(inputs: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """(B,) bool: ``preds`` keeps every wall, S and G of ``inputs``, marks path cells only on open
+    cells, and its path cells connect S to G in exactly the shortest number of steps (so they
+    form a shortest path, whichever one)."""
+    inputs, preds = np.asarray(inputs), np.asarray(preds)
+    fixed = inputs != OPEN
+    keeps = np.where(fixed, preds == inputs, (preds == OPEN) | (preds == PATH)).all(axis=(1, 2))
+    path = preds == PATH
+    allowed = path | (inputs == START) | (inputs == GOAL)
+    reach = bfs_distance(allowed, inputs == START)
+    got = np.where(inputs == GOAL, reach, -1).reshape(len(inputs), -1).max(1)
+    best = shortest_lengths(inputs)
+    return keeps & (best > 0) & (got == best) & (path.sum(axis=(1, 2)) == best - 1)
+
+
+def mark_shortest_paths(grids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Answer grids: one shortest S->G path marked with PATH, walking back from G and taking a
+    random one of the neighbours one step closer to S at each step (vectorised over mazes)."""
+    B, H, W = grids.shape
+    dist = bfs_distance(grids != WALL, grids == START)
+    out = grids.copy()
+    flat_goal = (grids == GOAL).reshape(B, -1).argmax(1)
+    r, c = flat_goal // W, flat_goal % W
+    d = dist[np.arange(B), r, c]
+    moves = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+    rows = np.arange(B)
+    while (d > 1).any():
+        act = d > 1
+        order = rng.permuted(np.tile(np.arange(4), (B, 1)), axis=1)
+        chosen = np.full(B, -1)
+        for k in range(4):
+            dr, dc = moves[order[:, k]].T
+            nr, nc = r + dr, c + dc
+            inside = (nr >= 0) & (nr < H) & (nc >= 0) & (nc < W)
+            nd = np.where(inside, dist[rows, np.clip(nr, 0, H - 1), np.clip(nc, 0, W - 1)], -2)
+            take = act & (chosen < 0) & (nd == d - 1)
+            chosen = np.where(take, order[:, k], chosen)
+        dr, dc = moves[np.maximum(chosen, 0)].T
+        r, c = np.where(act, r + dr, r), np.where(act, c + dc, c)
+        out[rows[act], r[act], c[act]] = PATH
+        d = np.where(act, d - 1, d)
+    return out
+
+
+# ---------------------------------------------------------------------- generator
+def _spanning_tree_mazes(rng: np.random.Generator, n: int, size: int, loop_prob: float) -> np.ndarray:
+    """n (size, size) token grids of WALL/OPEN: a uniform spanning tree of the lattice of cells at
+    even coordinates (Aldous-Broder random walks, all mazes at once), plus each remaining wall
+    between two lattice cells opened with probability ``loop_prob`` (loops: several routes)."""
+    m = (size + 1) // 2
+    visited = np.zeros((n, m, m), dtype=bool)
+    horiz = np.zeros((n, m, m - 1), dtype=bool)  # passage between (i, j) and (i, j+1)
+    vert = np.zeros((n, m - 1, m), dtype=bool)  # passage between (i, j) and (i+1, j)
+    rows = np.arange(n)
+    r, c = rng.integers(0, m, n), rng.integers(0, m, n)
+    visited[rows, r, c] = True
+    left = np.full(n, m * m - 1)
+    moves = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+    while (left > 0).any():
+        act = left > 0
+        dr, dc = moves[rng.integers(0, 4, n)].T
+        nr, nc = r + dr, c + dc
+        ok = act & (nr >= 0) & (nr < m) & (nc >= 0) & (nc < m)
+        nr, nc = np.where(ok, nr, r), np.where(ok, nc, c)
+        new = ok & ~visited[rows, nr, nc]
+        # carve the wall crossed by each first entry
+        h = new & (dr == 0)
+        horiz[rows[h], r[h], np.minimum(c, nc)[h]] = True
+        v = new & (dc == 0)
+        vert[rows[v], np.minimum(r, nr)[v], c[v]] = True
+        visited[rows[new], nr[new], nc[new]] = True
+        left -= new
+        r, c = nr, nc
+    if loop_prob > 0:
+        horiz |= rng.random(horiz.shape) < loop_prob
+        vert |= rng.random(vert.shape) < loop_prob
+    grid = np.full((n, size, size), WALL, dtype=np.uint8)
+    grid[:, 0::2, 0::2][:, :m, :m] = OPEN
+    grid[:, 0::2, 1::2][:, :m, :m - 1][horiz] = OPEN
+    grid[:, 1::2, 0::2][:, :m - 1, :m][vert] = OPEN
+    return grid
+
+
+def generate_mazes(rng: np.random.Generator, n: int, size: int = 30, min_path: int = 110,
+                   loop_prob: float = 0.05, max_rounds: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels) token grids (n, size, size): S near the end of a long corridor (uniform
+    among the cells at least 3/4 of the eccentricity away from a random open cell), G uniform
+    among the cells at least ``min_path`` steps from S (mazes with none are drawn again)."""
+    got_q, got_a, have = [], [], 0
+    for _ in range(max_rounds):
+        if have >= n:
+            break
+        B = max(64, int(1.5 * (n - have)))
+        grids = _spanning_tree_mazes(rng, B, size, loop_prob)
+        open_ = grids == OPEN
+        flat_open = open_.reshape(B, -1)
+        # S: uniform among the cells far from a random open cell (at least 3/4 of its eccentricity),
+        # which puts S near one end of a long corridor; then G uniform among cells >= min_path from S.
+        r_idx = np.where(flat_open, rng.random(flat_open.shape), -1).argmax(1)
+        seed_cell = np.zeros_like(flat_open)
+        seed_cell[np.arange(B), r_idx] = True
+        d0 = bfs_distance(open_, seed_cell.reshape(open_.shape)).reshape(B, -1)
+        far0 = d0 >= (3 * d0.max(1, keepdims=True)) // 4
+        s_idx = np.where(far0, rng.random(far0.shape), -1).argmax(1)
+        start = np.zeros_like(flat_open)
+        start[np.arange(B), s_idx] = True
+        dist = bfs_distance(open_, start.reshape(open_.shape)).reshape(B, -1)
+        far = dist >= min_path
+        ok = far.any(1)
+        g_idx = np.where(far, rng.random(far.shape), -1).argmax(1)
+        flat = grids.reshape(B, -1)
+        flat[np.arange(B), s_idx] = START
+        flat[np.arange(B), g_idx] = GOAL
+        grids = flat.reshape(B, size, size)[ok]
+        if not len(grids):
+            continue
+        answers = mark_shortest_paths(grids, rng)
+        got_q.append(grids)
+        got_a.append(answers)
+        have += len(grids)
+    if have < n:
+        raise RecursaError(f"could not draw {n} {size}x{size} mazes with a shortest path of at least {min_path} steps; "
+                           "lower --min-path or --loop-prob")
+    return np.concatenate(got_q)[:n], np.concatenate(got_a)[:n]
+
+
+# ---------------------------------------------------------------------- CSV import
+def read_maze_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """The benchmark's CSV layout (``source,question,answer,rating``; square grids as strings of
+    ``"# SGo"``) -> (questions, answers, size); every problem names the file and line."""
+    path = Path(path)
+    qs, as_, lines = [], [], []
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = [h.strip().lower() for h in (next(reader, None) or [])]
+            if "question" not in header or "answer" not in header:
+                raise RecursaError(f"{path}:1: expected a header with question and answer columns "
+                                   "(source,question,answer,rating)")
+            qi, ai = header.index("question"), header.index("answer")
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise RecursaError(f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)}")
+                qs.append(row[qi])
+                as_.append(row[ai])
+                lines.append(reader.line_num)
+    except FileNotFoundError:
+        raise RecursaError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise RecursaError(f"{path}: unreadable CSV ({e})") from None
+    if not qs:
+        raise RecursaError(f"{path}: no mazes")
+    size = int(round(len(qs[0]) ** 0.5))
+    for i, (q, a) in enumerate(zip(qs, as_, strict=True)):
+        for what, s in (("question", q), ("answer", a)):
+            if len(s) != size * size:
+                raise RecursaError(f"{path}:{lines[i]}: {what} has {len(s)} cells, expected {size * size} "
+                                   f"({size}x{size}, from the first row)")
+    def to_bytes(strings):
+        return np.frombuffer("".join(strings).encode("latin-1", errors="replace"), np.uint8).reshape(len(strings), -1)
+    q_ids = validate_questions(to_bytes(qs), size, lambda i: f"{path}:{lines[i]}: question")
+    a_raw = to_bytes(as_)
+    a_ids = _CHAR_ID[a_raw]
+    for i in np.flatnonzero((a_ids == 0).any(1)):
+        j = int(np.flatnonzero(a_ids[i] == 0)[0])
+        raise RecursaError(f"{path}:{lines[i]}: answer position {j + 1}: {chr(a_raw[i, j])!r} is not a maze cell")
+    q_grid, a_grid = q_ids.reshape(-1, size, size), a_ids.reshape(-1, size, size)
+    for i in np.flatnonzero(~valid_shortest_paths(q_grid, a_grid)):
+        raise RecursaError(f"{path}:{lines[i]}: the answer is not a shortest S-G path of the question")
+    return q_grid, a_grid, size
+
+
+# ---------------------------------------------------------------------- builder
+def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 1000, num_test: int = 1000,
+               loop_prob: float = 0.05, aug: bool = False, source: str | Path | None = None,
+               test_source: str | Path | None = None, test_fraction: float = 0.1, subsample_size: int = 0,
+               seed: int = 0, log=print) -> MazeTask:
+    """Generate (or import from CSV) a maze dataset in the official layout. Training groups are a
+    maze plus, with ``aug``, its 7 other dihedral views; the test set is not augmented."""
+    rng = np.random.default_rng([seed, 20])
+    if source is not None:
+        q, a, size = read_maze_csv(source)
+        if test_source is not None:
+            tq, ta, tsize = read_maze_csv(test_source)
+            if tsize != size:
+                raise RecursaError(f"{test_source}: {tsize}x{tsize} mazes, but {source} has {size}x{size}")
+        else:
+            if not 0.0 < test_fraction < 1.0:
+                raise RecursaError(f"--test-fraction {test_fraction}: must be in (0, 1)")
+            perm = rng.permutation(len(q))
+            n_test = max(1, int(round(test_fraction * len(q))))
+            tq, ta = q[np.sort(perm[:n_test])], a[np.sort(perm[:n_test])]
+            q, a = q[np.sort(perm[n_test:])], a[np.sort(perm[n_test:])]
+        if subsample_size and subsample_size < len(q):
+            pick = np.sort(rng.choice(len(q), subsample_size, replace=False))
+            q, a = q[pick], a[pick]
+    else:
+        if num_train <= 0 or num_test <= 0:
+            raise RecursaError("--num-train and --num-test must be > 0")
+        if not 0.0 <= loop_prob <= 1.0:
+            raise RecursaError(f"--loop-prob {loop_prob}: must be in [0, 1]")
+        MazeTask(size)
+        qa, aa = generate_mazes(rng, num_train + num_test, size, min_path, loop_prob)
+        q, a, tq, ta = qa[:num_train], aa[:num_train], qa[num_train:], aa[num_train:]
+    task = MazeTask(size)
+    views = 8 if aug else 1
+    train_q = np.stack([dihedral(q, t) for t in range(views)], axis=1).reshape(-1, size * size)
+    train_a = np.stack([dihedral(a, t) for t in range(views)], axis=1).reshape(-1, size * size)
+    splits = {
+        "train": make_split(train_q, train_a, np.full(len(q), views), vocab_size=task.vocab_size),
+        "test": make_split(tq.reshape(len(tq), -1), ta.reshape(len(ta), -1), vocab_size=task.vocab_size),
+    }
+    lengths = shortest_lengths(tq)
+    info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed, "builder": "maze",
+            "build_args": {"size": size, "min_path": min_path, "num_train": num_train, "num_test": num_test,
+                           "loop_prob": loop_prob, "aug": aug, "subsample_size": subsample_size,
+                           "source": None if source is None else str(source),
+                           "test_source": None if test_source is None else str(test_source),
+                           "test_fraction": test_fraction}}
+    write_dataset(out, splits, ["<blank>"], info)
+    log(f"wrote {out}: {len(train_q)} training mazes ({len(q)} x {views} views), {len(tq)} test mazes, "
+        f"{size}x{size}, shortest path {lengths.min()}..{lengths.max()} steps (mean {lengths.mean():.0f})")
+    return task

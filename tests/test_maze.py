@@ -1,0 +1,150 @@
+"""Maze builder, checker, augmentation and CSV import."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from recursa.cli import main
+from recursa.data.format import load_split
+from recursa.tasks.maze import (
+    DIHEDRAL_INVERSE, GOAL, OPEN, PATH, START, WALL, MazeTask, build_maze, dihedral, generate_mazes,
+    mark_shortest_paths, shortest_lengths, valid_shortest_paths,
+)
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def mazes():
+    return generate_mazes(np.random.default_rng(0), 60, size=14, min_path=24, loop_prob=0.1)
+
+
+def test_generated_mazes_are_hard_and_labelled_with_shortest_paths(mazes):
+    q, a = mazes
+    assert q.shape == (60, 14, 14) and q.dtype == np.uint8
+    assert ((q == START).sum((1, 2)) == 1).all() and ((q == GOAL).sum((1, 2)) == 1).all() and not (q == PATH).any()
+    assert (shortest_lengths(q) >= 24).all()
+    assert valid_shortest_paths(q, a).all()
+    # Loops make some mazes have several shortest paths: another one is also accepted.
+    other = mark_shortest_paths(q, np.random.default_rng(9))
+    differs = (other != a).any((1, 2))
+    assert differs.any() and valid_shortest_paths(q, other).all()
+
+
+def test_checker_rejects_wrong_paths(mazes):
+    q, a = mazes
+    i = 0
+    good = a[i]
+    cases = {}
+    broken = good.copy()  # a gap in the path
+    cells = np.argwhere(good == PATH)
+    broken[tuple(cells[len(cells) // 2])] = OPEN
+    cases["gap"] = broken
+    extra = good.copy()  # a correct path plus a stray path cell
+    free = np.argwhere(q[i] == OPEN)
+    stray = next(tuple(c) for c in free if good[tuple(c)] == OPEN)
+    extra[stray] = PATH
+    cases["stray"] = extra
+    wall = good.copy()  # a wall erased
+    wall[tuple(np.argwhere(q[i] == WALL)[0])] = OPEN
+    cases["wall"] = wall
+    through = good.copy()  # the path drawn through a wall
+    through[tuple(np.argwhere(q[i] == WALL)[0])] = PATH
+    cases["through_wall"] = through
+    moved = good.copy()  # G overwritten
+    moved[moved == GOAL] = PATH
+    cases["goal"] = moved
+    empty = q[i].copy()
+    cases["no_path"] = empty
+    for name, pred in cases.items():
+        assert not valid_shortest_paths(q[i:i + 1], pred[None])[0], name
+    # a longer detour: a valid S-G path that is not a shortest one
+    open_maze = np.full((1, 5, 5), OPEN, np.uint8)
+    open_maze[0, 0, 0], open_maze[0, 0, 4] = START, GOAL
+    detour = open_maze.copy()
+    detour[0, 1, 0:5] = PATH
+    assert shortest_lengths(open_maze)[0] == 4 and not valid_shortest_paths(open_maze, detour)[0]
+    straight = open_maze.copy()
+    straight[0, 0, 1:4] = PATH
+    assert valid_shortest_paths(open_maze, straight)[0]
+
+
+@pytest.mark.parametrize("t", range(8))
+def test_dihedral_views_invert_and_keep_shortest_paths(mazes, t):
+    q, a = mazes
+    assert np.array_equal(dihedral(dihedral(q, t), DIHEDRAL_INVERSE[t]), q)
+    assert valid_shortest_paths(dihedral(q, t), dihedral(a, t)).all()
+
+
+def test_build_is_deterministic_and_augmented(tmp_path):
+    kw = dict(size=12, min_path=20, num_train=12, num_test=5, aug=True, log=lambda *a: None)
+    build_maze(tmp_path / "a", seed=3, **kw)
+    build_maze(tmp_path / "b", seed=3, **kw)
+    build_maze(tmp_path / "c", seed=4, **kw)
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") != _files(tmp_path / "c")
+    train, test = load_split(tmp_path / "a", "train"), load_split(tmp_path / "a", "test")
+    assert train.meta["vocab_size"] == 6 and train.meta["seq_len"] == 144
+    assert train.num_groups == 12 and len(train.inputs) == 96 and len(test.inputs) == 5
+    task = MazeTask(12)
+    assert task.check(np.asarray(train.inputs), np.asarray(train.labels)).all()  # every view
+    assert task.check(np.asarray(test.inputs), np.asarray(test.labels)).all()
+    views = np.asarray(train.inputs).reshape(12, 8, 12, 12)
+    assert all(np.array_equal(views[:, t], dihedral(views[:, 0], t)) for t in range(8))
+
+
+def _write_csv(path, q, a, rows=None):
+    task = MazeTask(q.shape[-1])
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "question", "answer", "rating"])
+        for k in range(len(q)):
+            qs = task.render(q[k].reshape(-1)).replace("\n", "")
+            as_ = task.render(a[k].reshape(-1)).replace("\n", "")
+            if rows and k in rows:
+                qs, as_ = rows[k](qs, as_)
+            w.writerow(["gen", qs, as_, 0])
+    return path
+
+
+def test_csv_import_round_trips(tmp_path, mazes):
+    q, a = mazes
+    src = _write_csv(tmp_path / "train.csv", q[:40], a[:40])
+    tst = _write_csv(tmp_path / "test.csv", q[40:], a[40:])
+    assert main(["build", "maze", "--source", str(src), "--test-source", str(tst), "--out", str(tmp_path / "m")]) == 0
+    train, test = load_split(tmp_path / "m", "train"), load_split(tmp_path / "m", "test")
+    assert np.array_equal(np.asarray(train.inputs), q[:40].reshape(40, -1))
+    assert np.array_equal(np.asarray(test.labels), a[40:].reshape(20, -1))
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (lambda qs, as_: (qs.replace("G", " "), as_), "bad.csv:3: question: no G (goal) cell, expected exactly one"),
+    (lambda qs, as_: (qs[:-1] + "x", as_), "bad.csv:3: question: position 196 (row 14, column 14): 'x' is not a maze cell"),
+    (lambda qs, as_: (qs + " ", as_), "bad.csv:3: question has 197 cells, expected 196"),
+    (lambda qs, as_: (qs, as_.replace("o", " ", 1)), "bad.csv:3: the answer is not a shortest S-G path"),
+])
+def test_malformed_maze_csv_names_file_and_line(tmp_path, capsys, mazes, edit, msg):
+    q, a = mazes
+    bad = _write_csv(tmp_path / "bad.csv", q[:3], a[:3], rows={1: edit})
+    assert main(["build", "maze", "--source", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_task_parse_render_and_reference(mazes):
+    q, a = mazes
+    task = MazeTask(14)
+    text = task.render(q[0].reshape(-1))
+    assert np.array_equal(task.parse(text), q[0].reshape(-1))
+    ref = task.reference(q[0].reshape(-1))
+    assert task.check(q[0].reshape(1, -1), ref[None])[0]
+    from recursa.errors import RecursaError
+    with pytest.raises(RecursaError, match="no S"):
+        task.parse(text.replace("S", " "))
+    walled = q[0].copy()
+    walled[walled == OPEN] = WALL
+    with pytest.raises(RecursaError, match="G cannot be reached from S"):
+        task.parse(task.render(walled.reshape(-1)))
