@@ -180,11 +180,11 @@ def _plot(path: Path, trm_by_step: list[float], baseline: float, title: str) -> 
 
 def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds: float = 240.0, seed: int = 0,
              parallel: bool | None = None, model_overrides: dict | None = None, say=print) -> dict:
+    from .cli.solve import show_refinement
+    from .data.dataset import collate
     from .data.format import load_split
     from .evaluation.evaluate import evaluate
     from .inference import load_checkpoint, refine, to_device
-    from .cli.solve import show_refinement
-    from .data.dataset import collate
 
     if task not in PRESETS:
         raise RecursaError(f"unknown demo task {task!r} (choose from {', '.join(PRESETS)})")

@@ -3,7 +3,12 @@
 import numpy as np
 import torch
 
-from recursa.training.losses import IGNORE_LABEL_ID, act_loss, softmax_cross_entropy, stablemax_cross_entropy
+from recursa.training.losses import (
+    IGNORE_LABEL_ID,
+    act_loss,
+    softmax_cross_entropy,
+    stablemax_cross_entropy,
+)
 
 
 def _stablemax_reference(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -8,8 +8,19 @@ import pytest
 from recursa.cli import main
 from recursa.data.format import load_split
 from recursa.tasks.maze import (
-    DIHEDRAL_INVERSE, GOAL, OPEN, PATH, START, WALL, MazeTask, build_maze, dihedral, generate_mazes,
-    mark_shortest_paths, shortest_lengths, valid_shortest_paths,
+    DIHEDRAL_INVERSE,
+    GOAL,
+    OPEN,
+    PATH,
+    START,
+    WALL,
+    MazeTask,
+    build_maze,
+    dihedral,
+    generate_mazes,
+    mark_shortest_paths,
+    shortest_lengths,
+    valid_shortest_paths,
 )
 
 

@@ -13,9 +13,8 @@ import yaml
 from safetensors.torch import load_file
 
 from recursa.cli import main
-from recursa.data.format import make_split, write_dataset
+from recursa.data.format import load_split, make_split, write_dataset
 from recursa.evaluation.evaluate import evaluate
-from recursa.data.format import load_split
 from recursa.inference import load_checkpoint
 
 from .conftest import shared_file

@@ -12,7 +12,8 @@ import sys
 
 from .. import __version__
 from ..errors import RecursaError
-from . import build, demo, eval as eval_cmd, import_official, solve, train
+from . import build, demo, import_official, solve, train
+from . import eval as eval_cmd
 
 COMMANDS = {
     "demo": (demo, "build a task, train TRM and a same-size non-recursive baseline, compare them"),

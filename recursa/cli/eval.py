@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     p.add_argument("--steps", type=int, default=0, help="supervision steps to run (default: as trained; more = think longer)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--submission", help="ARC datasets: write the Kaggle submission.json (attempt_1/attempt_2 per "
+                                        "test input, from voting across augmented views) to this file")
 
 
 def run(args) -> int:
@@ -48,8 +50,14 @@ def run(args) -> int:
                            f"has embeddings for {spec.num_puzzle_identifiers}")
     from ..data.format import read_task_info
     buckets = read_task_info(args.data).get("rating_buckets")
+    voting = None
+    if loaded.task is not None and loaded.task.name == "arc":
+        from ..evaluation.arc import ArcVoting
+        voting = ArcVoting.for_split(args.data, split)
+    elif args.submission:
+        raise RecursaError("--submission is for ARC datasets (built with `recursa build arc`)")
     res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
-                   limit=args.limit, steps=args.steps or None, rating_buckets=buckets)
+                   limit=args.limit, steps=args.steps or None, rating_buckets=buckets, voting=voting)
     name = loaded.task.describe() if loaded.task else "dataset"
     print(f"{loaded.path}  ({loaded.cfg.model.arch}, step {loaded.meta['step']}) on {args.data}/{args.split}: {res['n']} {name} puzzles")
     print(f"  token accuracy   {res['token_accuracy']:.4f}")
@@ -61,6 +69,15 @@ def run(args) -> int:
     if "exact_by_rating" in res:
         print("  exact by rating  " + "  ".join(f"{k}: {v['exact']:.3f} (n={v['n']})" for k, v in res["exact_by_rating"].items()
                                                if v["n"]))
+    if "arc" in res and res["arc"].get("tasks"):
+        a = res["arc"]
+        print(f"  ARC ({a['tasks']} tasks, {a['test_inputs']} test inputs, voting over views): "
+              + "  ".join(f"{k} {a[k]:.4f}" for k in ("pass@1", "pass@2", "pass@5", "pass@10", "pass@100", "pass@1000")))
+    if args.submission:
+        out = Path(args.submission)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(voting.result().get("submission", {})) + "\n")
+        print(f"  wrote {out}")
     if args.json_out:
         out = Path(args.json_out)
         out.parent.mkdir(parents=True, exist_ok=True)

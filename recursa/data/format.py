@@ -88,15 +88,44 @@ def make_split(inputs: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray |
                  group_indices, meta)
 
 
+class DatasetWriter:
+    """``with DatasetWriter(out) as tmp:`` write everything under ``tmp`` (a temporary sibling
+    directory); on success it replaces ``out`` in one rename, on any error it is removed, so a
+    failed or interrupted build never leaves a half-written dataset."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+
+    def __enter__(self) -> Path:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o777 & ~umask)  # mkdtemp makes it private; the dataset should not be
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        try:
+            if self.out.exists():
+                old = self.out.with_name(f".{self.out.name}.old-{os.getpid()}")
+                self.out.rename(old)
+                self.tmp.rename(self.out)
+                shutil.rmtree(old)
+            else:
+                self.tmp.rename(self.out)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+
 def write_dataset(out: str | Path, splits: dict[str, Split], identifiers: list[str], task_info: dict,
                   files: dict[str, str] | None = None) -> Path:
-    """Write a dataset directory atomically: everything goes to a temporary sibling directory
-    which replaces ``out`` only once complete (an existing ``out`` is replaced). ``files`` are
-    extra text files (name -> content) written at the top level, e.g. a report."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    """Write a dataset directory atomically (see :class:`DatasetWriter`; an existing ``out`` is
+    replaced). ``files`` are extra text files (name -> content) written at the top level."""
+    with DatasetWriter(out) as tmp:
         for name, split in splits.items():
             d = tmp / name
             d.mkdir()
@@ -111,17 +140,7 @@ def write_dataset(out: str | Path, splits: dict[str, Split], identifiers: list[s
         (tmp / "task.json").write_text(json.dumps(task_info, indent=1))
         for name_, text in (files or {}).items():
             (tmp / name_).write_text(text)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def read_task_info(root: str | Path) -> dict:

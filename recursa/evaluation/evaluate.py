@@ -27,7 +27,9 @@ from ..training.losses import IGNORE_LABEL_ID
 
 
 def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 256, device=None,
-             limit: int = 0, steps: int | None = None, rating_buckets=None) -> dict:
+             limit: int = 0, steps: int | None = None, rating_buckets=None, voting=None) -> dict:
+    """Score ``model`` on ``split``. ``voting`` (e.g. :class:`~recursa.evaluation.arc.ArcVoting`)
+    receives every row's final prediction and halting logit; its result goes under ``"arc"``."""
     device = device or next(model.parameters()).device
     steps = steps or model.halt_max_steps
     n = 0
@@ -48,9 +50,9 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
         counts = mask.sum(-1)
         keep = counts > 0  # rows without labels are not scored
         first_halt = torch.full_like(counts, steps)
-        preds = None
+        preds = q_last = None
         for k, out in enumerate(refine(model, batch, steps)):
-            preds = out["preds"]
+            preds, q_last = out["preds"], out["q_halt"]
             correct = mask & (preds == labels)
             seq_ok = (correct.sum(-1) == counts) & keep
             exact[k] += seq_ok.sum().item()
@@ -58,7 +60,9 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
         token_acc += torch.where(keep, correct.sum(-1) / counts.clamp_min(1), 0).sum().item()
         n += int(keep.sum().item())
         halt_step += int(torch.where(keep, first_halt, 0).sum().item())
-        if task is not None:
+        if voting is not None:
+            voting.update(idx, preds.cpu().numpy(), q_last.float().cpu().numpy())
+        if task is not None and hasattr(task, "check"):
             ok = task.check(batch_np["inputs"], preds.cpu().numpy())
             valid += int(ok[keep.cpu().numpy()].sum())
         if ratings is not None:
@@ -69,13 +73,15 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
             np.add.at(bucket_ok, b[scored], seq_ok.cpu().numpy()[scored].astype(np.int64))
     d = max(n, 1)
     extra = {}
+    if voting is not None:
+        extra["arc"] = {k: v for k, v in voting.result().items() if k != "submission"}
     if ratings is not None:
         extra["exact_by_rating"] = {name: {"n": int(c), "exact": float(k / c) if c else None}
                                     for name, c, k in zip(names, bucket_n, bucket_ok)}
     return {
         "token_accuracy": token_acc / d,
         "exact_accuracy": float(exact[-1] / d),
-        "valid_rate": (valid / d) if task is not None else None,
+        "valid_rate": (valid / d) if task is not None and hasattr(task, "check") else None,
         "mean_steps": float(steps),
         "halt_step_mean": halt_step / d,
         "exact_by_step": [float(x / d) for x in exact],

