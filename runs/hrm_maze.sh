@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# HRM, Maze-Hard 30x30 (paper: 74.5% exact; the official HRM build has no augmentation): build, train, evaluate with the published recipe (configs/hrm_maze.toml).
+# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
+# configs/hrm_maze-cpu.toml (see its header).
+set -euo pipefail
+
+SRC=${MAZE_HARD:-data/raw/maze-30x30-hard-1k}   # holds the benchmark's train.csv and test.csv
+if [ -f "$SRC/train.csv" ]; then
+  recursa build maze --source "$SRC/train.csv" --test-source "$SRC/test.csv" --out data/maze-30x30-hard-1k
+else  # no benchmark files: recursa's generator in the same spirit (shortest path >= 110)
+  recursa build maze --size 30 --min-path 110 --num-train 1000 --num-test 1000 --seed 0 --out data/maze-30x30-hard-1k
+fi
+recursa train configs/hrm_maze.toml
+recursa eval runs/hrm_maze --data data/maze-30x30-hard-1k --json runs/hrm_maze/eval.json
