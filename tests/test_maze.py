@@ -159,3 +159,25 @@ def test_task_parse_render_and_reference(mazes):
     walled[walled == OPEN] = WALL
     with pytest.raises(RecursaError, match="G cannot be reached from S"):
         task.parse(task.render(walled.reshape(-1)))
+
+
+def test_solve_a_maze_from_a_file(tmp_path, capsys):
+    """build -> train a few steps -> solve reads a maze file and shows the steps."""
+    from recursa import config
+    from recursa.training.trainer import fit
+    data = tmp_path / "m"
+    build_maze(data, size=10, min_path=12, num_train=40, num_test=4, log=lambda *a: None)
+    cfg = config.from_dict({
+        "model": {"hidden_size": 16, "num_heads": 2, "L_layers": 1, "H_cycles": 1, "L_cycles": 1, "halt_max_steps": 2,
+                  "mlp_t": False, "pos_encodings": "rope", "puzzle_emb_ndim": 0},
+        "train": {"data": str(data), "out": str(tmp_path / "run"), "batch_size": 8, "steps": 2, "lr": 1e-3,
+                  "lr_warmup_steps": 1, "eval_interval": -1, "device": "cpu", "num_threads": 1},
+    })
+    fit(cfg, progress=False, log=lambda *a: None)
+    q = np.asarray(load_split(data, "test").inputs)
+    task = MazeTask(10)
+    mazes = tmp_path / "mazes.txt"
+    mazes.write_text(task.render(q[0]) + "\n\n" + task.render(q[1]) + "\n")
+    assert main(["solve", str(tmp_path / "run"), "--file", str(mazes)]) == 0
+    out = capsys.readouterr().out
+    assert "mazes.txt lines 1-10: 10x10 maze" in out and "mazes.txt lines 12-21" in out and "S" in out

@@ -5,8 +5,10 @@ final answer is valid.
 Examples:
   recursa solve runs/demo/trm --puzzle "..3.5.  ....."
   recursa solve runs/demo/trm --file puzzles.txt --steps 16
-A puzzle is given row by row (whitespace ignored); blanks are '.', '0' or '_'.
-In a --file, each non-empty line not starting with '#' is one puzzle.
+A Sudoku is given row by row (whitespace ignored); blanks are '.', '0' or '_'. In a --file, each
+non-empty line not starting with '#' is one puzzle. A maze is its grid ('#' wall, ' ' or '.' open,
+'S', 'G'), as one line of size*size characters or as rows; in a --file, mazes are separated by
+blank lines. (ARC tasks need their puzzle embeddings: evaluate them with `recursa eval`.)
 """
 
 from __future__ import annotations
@@ -82,14 +84,27 @@ def run(args) -> int:
     task = loaded.task
     if task is None:
         raise RecursaError(f"{loaded.path}: the checkpoint has no task information (trained on a dataset without task.json)")
+    if task.name == "arc":
+        raise RecursaError("ARC tasks are solved through their puzzle embeddings and voting across views: "
+                           "use `recursa eval CKPT --data DATASET --submission FILE`")
     if args.puzzle is not None:
         items = [(args.puzzle, "--puzzle")]
     else:
         path = Path(args.file)
         if not path.is_file():
             raise RecursaError(f"{path}: file not found")
-        items = [(line, f"{path} line {i + 1}") for i, line in enumerate(path.read_text().splitlines())
-                 if line.strip() and not line.lstrip().startswith("#")]
+        lines = path.read_text().splitlines()
+        if task.name == "maze":  # blocks of rows separated by blank lines
+            items, start = [], None
+            for i, line in enumerate(lines + [""]):
+                if line.strip() and start is None:
+                    start = i
+                elif not line.strip() and start is not None:
+                    items.append(("\n".join(lines[start:i]), f"{path} lines {start + 1}-{i}"))
+                    start = None
+        else:
+            items = [(line, f"{path} line {i + 1}") for i, line in enumerate(lines)
+                     if line.strip() and not line.lstrip().startswith("#")]
         if not items:
             raise RecursaError(f"{path}: no puzzles in the file")
     parse_kw = {"require_unique": not args.allow_multiple} if loaded.task.name == "sudoku" else {}
