@@ -75,3 +75,20 @@ def test_bench_data_runs_and_reports(tmp_path, capsys):
     res = json.loads(out.read_text())["data"]["serg-labels"]
     assert res["puzzles"] == 10000 and res["multiple"] == 10000 and res["seconds"] > 0
     assert main(["bench", "data", "--only", "nope"]) == 2
+
+
+@pytest.mark.parametrize("task,options", [
+    ("maze", ["--size", "--min-path", "--num-train", "--num-test", "--loop-prob", "--aug", "--source", "--test-source",
+              "--test-fraction", "--subsample-size", "--seed", "--out"]),
+    ("arc", ["--version", "--files", "--subsets", "--test-set", "--num-aug", "--exclude-overlap", "--no-translate",
+             "--seed", "--out"]),
+    ("sudoku-extreme", ["--source", "--test-source", "--test-fraction", "--subsample-size", "--num-aug", "--min-rating",
+                        "--rating-buckets", "--on-invalid", "--check-unique", "--workers", "--seed", "--out"]),
+])
+def test_build_help_explains_every_option(capsys, task, options):
+    with pytest.raises(SystemExit):
+        main(["build", task, "--help"])
+    out = capsys.readouterr().out
+    for opt in options:
+        line = next(x for x in out.splitlines() if x.strip().startswith(opt))
+        assert len(line.strip()) > len(opt) + 8 or opt in ("--out",), opt  # each option has its explanation

@@ -177,10 +177,19 @@ def test_rating_buckets_and_eval_by_rating(tmp_path, pairs):
     assert [by[k]["n"] for k in by] == counts.tolist() and sum(counts) == res["n"] == 20
 
 
-def test_build_help_documents_every_option(capsys):
-    with pytest.raises(SystemExit):
-        main(["build", "sudoku-extreme", "--help"])
-    out = capsys.readouterr().out
-    for opt in ("--source", "--test-source", "--test-fraction", "--subsample-size", "--num-aug", "--min-rating",
-                "--rating-buckets", "--on-invalid", "--check-unique", "--workers", "--seed", "--out"):
-        assert opt in out
+def test_check_unique_proves_csv_answers(tmp_path, capsys, pairs):
+    """--check-unique: a CSV puzzle with several solutions is reported even though its answer
+    obeys the rules; with --on-invalid skip it is left out and listed."""
+    p, s = pairs[0]
+    loose = p.copy()
+    loose[np.flatnonzero(p)[:12]] = 0
+    assert S.solve(loose)[0] == 2
+    src = _write_csv(tmp_path / "u.csv", [(loose, s)] + pairs[1:12])
+    out = tmp_path / "u"
+    assert main(["build", "sudoku-extreme", "--source", str(src), "--out", str(out)]) == 0  # rules only: accepted
+    assert main(["build", "sudoku-extreme", "--source", str(src), "--check-unique", "--out", str(out)]) == 2
+    assert "u.csv: 1 with more than one solution (line 2)" in capsys.readouterr().err
+    assert main(["build", "sudoku-extreme", "--source", str(src), "--check-unique", "--on-invalid", "skip",
+                 "--test-fraction", "0.2", "--out", str(out)]) == 0
+    assert (out / "rejected.txt").read_text() == f"{src}:2\tmore than one solution\n"
+    assert len(load_split(out, "train").inputs) + len(load_split(out, "test").inputs) == 11
