@@ -142,7 +142,25 @@ class TRM(TwoStateModel):
         return (z_H.detach(), z_L.detach()), logits, q_halt, q_continue
 
 
-class SingleLatentTRM(TokenModel):
+class OneStateModel(TokenModel):
+    """A TokenModel whose recursion state is one tensor z, starting from the fixed init vector
+    named ``init_name`` (the official buffer name of each model, so weights map 1:1)."""
+
+    init_name = "L_init"
+
+    def add_init_vector(self, generator: torch.Generator | None) -> None:
+        self.register_buffer(self.init_name, trunc_normal_(torch.empty(self.cfg.hidden_size), 1.0, generator))
+
+    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        shape = (batch_size, self.positions, self.cfg.hidden_size)
+        return (getattr(self, self.init_name).to(device, self.dtype).expand(shape).clone(),)
+
+    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (z,) = state
+        return (torch.where(reset.view(-1, 1, 1), getattr(self, self.init_name).to(z.dtype), z),)
+
+
+class SingleLatentTRM(OneStateModel):
     """The single-latent ablation of the TRM paper (official ``trm_singlez``): the answer and the
     latent are one state z. Per cycle: n times z <- f(z + x), then z <- f(z) (no injection);
     all cycles but the last without gradient; heads read z. Only ``L_init`` exists, as official."""
@@ -150,15 +168,7 @@ class SingleLatentTRM(TokenModel):
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
         super().__init__(cfg, spec, generator)
         self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
-        self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
-
-    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        shape = (batch_size, self.positions, self.cfg.hidden_size)
-        return (self.L_init.to(device, self.dtype).expand(shape).clone(),)
-
-    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        (z,) = state
-        return (torch.where(reset.view(-1, 1, 1), self.L_init.to(z.dtype), z),)
+        self.add_init_vector(generator)
 
     def cycle(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         rope = self.rotary_emb
@@ -177,7 +187,7 @@ class SingleLatentTRM(TokenModel):
         return (z.detach(),), logits, q_halt, q_continue
 
 
-class Baseline(TokenModel):
+class Baseline(OneStateModel):
     """The official transformer baseline (``transformers_baseline``, HRM ACT-V2 without the
     hierarchy): one stack ``H_level`` of ``baseline_layers`` blocks (0 = ``L_layers``, the same
     parameter count as TRM; the paper's run uses 8), applied once per supervision step as
@@ -186,18 +196,12 @@ class Baseline(TokenModel):
     With ``halt_max_steps = 1`` it is a plain non-recursive transformer (the demo's comparison);
     with more, z is carried across supervision steps as in the official code."""
 
+    init_name = "H_init"
+
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
         super().__init__(cfg, spec, generator)
         self.H_level = ReasoningModule(self.make_blocks(cfg.baseline_layers or cfg.L_layers, generator))
-        self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
-
-    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        shape = (batch_size, self.positions, self.cfg.hidden_size)
-        return (self.H_init.to(device, self.dtype).expand(shape).clone(),)
-
-    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        (z,) = state
-        return (torch.where(reset.view(-1, 1, 1), self.H_init.to(z.dtype), z),)
+        self.add_init_vector(generator)
 
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
