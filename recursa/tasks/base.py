@@ -30,3 +30,55 @@ class Task(Protocol):
 
     def render(self, tokens: np.ndarray) -> str:
         """Draw input or answer tokens as text."""
+
+
+def read_benchmark_csv(path) -> tuple[list[str], list[str], list[str] | None, list[int]]:
+    """The CSV layout of the HRM benchmarks (``source,question,answer,rating``: Sudoku-Extreme,
+    Maze-Hard) -> (questions, answers, ratings or None, 1-based line numbers), strings unstripped.
+    Columns are found by name; a missing column, a row of the wrong width or an unreadable file
+    is an error naming the file and line."""
+    import csv
+    from pathlib import Path
+
+    from ..errors import RecursaError
+
+    path = Path(path)
+    questions, answers, ratings, lines = [], [], [], []
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise RecursaError(f"{path}: empty file; expected a header line source,question,answer,rating")
+            header = [h.strip().lower() for h in header]
+            missing = [c for c in ("question", "answer") if c not in header]
+            if missing:
+                raise RecursaError(f"{path}:1: header {','.join(header)!r} lacks column(s) {', '.join(missing)} "
+                                   "(expected source,question,answer,rating)")
+            qi, ai = header.index("question"), header.index("answer")
+            ri = header.index("rating") if "rating" in header else None
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != len(header):
+                    raise RecursaError(f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)} "
+                                       f"({','.join(header)})")
+                questions.append(row[qi])
+                answers.append(row[ai])
+                if ri is not None:
+                    ratings.append(row[ri].strip())
+                lines.append(reader.line_num)
+    except FileNotFoundError:
+        raise RecursaError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise RecursaError(f"{path}: not a text file ({e.reason})") from None
+    except csv.Error as e:
+        raise RecursaError(f"{path}: malformed CSV ({e})") from None
+    return questions, answers, (ratings if ri is not None else None), lines
+
+
+def seeded_split(n: int, test_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) index arrays, each sorted: a seeded ``test_fraction`` (at least one) of ``n`` items."""
+    perm = rng.permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])

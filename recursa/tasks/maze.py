@@ -14,13 +14,13 @@ frontier dilation on (B, H, W) masks.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
+from .base import read_benchmark_csv, seeded_split
 
 CHARSET = "# SGo"
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
@@ -280,27 +280,7 @@ def read_maze_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
     """The benchmark's CSV layout (``source,question,answer,rating``; square grids as strings of
     ``"# SGo"``) -> (questions, answers, size); every problem names the file and line."""
     path = Path(path)
-    qs, as_, lines = [], [], []
-    try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = [h.strip().lower() for h in (next(reader, None) or [])]
-            if "question" not in header or "answer" not in header:
-                raise RecursaError(f"{path}:1: expected a header with question and answer columns "
-                                   "(source,question,answer,rating)")
-            qi, ai = header.index("question"), header.index("answer")
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise RecursaError(f"{path}:{reader.line_num}: {len(row)} fields, expected {len(header)}")
-                qs.append(row[qi])
-                as_.append(row[ai])
-                lines.append(reader.line_num)
-    except FileNotFoundError:
-        raise RecursaError(f"{path}: file not found") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise RecursaError(f"{path}: unreadable CSV ({e})") from None
+    qs, as_, _, lines = read_benchmark_csv(path)
     if not qs:
         raise RecursaError(f"{path}: no mazes")
     size = int(round(len(qs[0]) ** 0.5))
@@ -340,10 +320,8 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
         else:
             if not 0.0 < test_fraction < 1.0:
                 raise RecursaError(f"--test-fraction {test_fraction}: must be in (0, 1)")
-            perm = rng.permutation(len(q))
-            n_test = max(1, int(round(test_fraction * len(q))))
-            tq, ta = q[np.sort(perm[:n_test])], a[np.sort(perm[:n_test])]
-            q, a = q[np.sort(perm[n_test:])], a[np.sort(perm[n_test:])]
+            train_idx, test_idx = seeded_split(len(q), test_fraction, rng)
+            tq, ta, q, a = q[test_idx], a[test_idx], q[train_idx], a[train_idx]
         if subsample_size and subsample_size < len(q):
             pick = np.sort(rng.choice(len(q), subsample_size, replace=False))
             q, a = q[pick], a[pick]

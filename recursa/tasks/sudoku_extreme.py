@@ -18,7 +18,6 @@ augmentation are vectorised over puzzles.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,9 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
+from .base import read_benchmark_csv, seeded_split
 from .sudoku import Sudoku, SudokuTask
 
-CSV_COLUMNS = ("source", "question", "answer", "rating")
 DEFAULT_BUCKETS = (0, 1, 10, 100)
 LABEL_CHUNK = 1024  # puzzles per solver call; fixed so results never depend on the worker count
 
@@ -105,38 +104,8 @@ def _check_givens(grids: np.ndarray, lines: np.ndarray, path: Path) -> None:
 def read_csv(path: str | Path) -> Collection:
     """The benchmark CSV layout (``source,question,answer,rating``), validated row by row."""
     path = Path(path)
-    questions, answers, ratings, lines = [], [], [], []
-    try:
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise RecursaError(f"{path}: empty file; expected a header line {','.join(CSV_COLUMNS)}")
-            header = [h.strip().lower() for h in header]
-            missing = [c for c in ("question", "answer") if c not in header]
-            if missing:
-                raise RecursaError(f"{path}:1: header {','.join(header)!r} lacks column(s) {', '.join(missing)} "
-                                   f"(expected {','.join(CSV_COLUMNS)})")
-            qi, ai = header.index("question"), header.index("answer")
-            ri = header.index("rating") if "rating" in header else None
-            width = len(header)
-            for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                if len(row) != width:
-                    raise RecursaError(f"{path}:{reader.line_num}: {len(row)} fields, expected {width} "
-                                       f"({','.join(header)})")
-                questions.append(row[qi].strip())
-                answers.append(row[ai].strip())
-                if ri is not None:
-                    ratings.append(row[ri].strip())
-                lines.append(reader.line_num)
-    except FileNotFoundError:
-        raise RecursaError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise RecursaError(f"{path}: not a text file ({e.reason})") from None
-    except csv.Error as e:
-        raise RecursaError(f"{path}: malformed CSV ({e})") from None
+    questions, answers, ratings, lines = read_benchmark_csv(path)
+    questions, answers = [x.strip() for x in questions], [x.strip() for x in answers]
     ln = np.asarray(lines, dtype=np.int64)
     q = _grids(questions, ln, path, "question", blanks=True)
     _check_givens(q, ln, path)
@@ -147,7 +116,7 @@ def read_csv(path: str | Path) -> Collection:
         raise RecursaError(f"{path}:{ln[bad[0]]}: the answer is not a solution of the question "
                            "(breaks a rule or changes a given)")
     r = None
-    if ri is not None:
+    if ratings is not None:
         try:
             r = np.asarray(ratings, dtype=np.float32)
         except ValueError:
@@ -333,9 +302,7 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
         train_idx = np.flatnonzero(~overlap)
         test_idx = None
     else:
-        perm = rng.permutation(len(src))
-        n_test = max(1, int(round(test_fraction * len(src))))
-        train_idx, test_idx = np.sort(perm[n_test:]), np.sort(perm[:n_test])
+        train_idx, test_idx = seeded_split(len(src), test_fraction, rng)
     if subsample_size and subsample_size < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, subsample_size, replace=False))
     # Plain files still unlabelled: label only the puzzles the build keeps, in one pass per file.
