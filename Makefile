@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine with only python3:
-#   make demo    create/reuse .venv, install recursa, run `recursa demo`
+#   make demo    create/reuse .venv, install recursa, run `recursa demo` (replacing an earlier demo)
 #   make test    create/reuse .venv, install recursa + pytest, run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/recursa demo
+	$(BIN)/recursa demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

@@ -14,6 +14,7 @@ config is written into every checkpoint so a run can be reproduced from it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -25,9 +26,20 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
+from . import storage
 from .errors import RecursaError
 
 CONFIG_VERSION = 1
+
+#: Upper bounds of the model's sizes: far beyond anything trainable, low enough that a typo
+#: (hidden_size = 2**40) is an error naming the key instead of an allocator crash.
+MODEL_LIMITS = {"hidden_size": 65536, "L_layers": 1024, "H_layers": 1024, "baseline_layers": 1024,
+                "H_cycles": 10000, "L_cycles": 10000, "halt_max_steps": 100000, "puzzle_emb_len": 65536,
+                "puzzle_emb_ndim": 65536}
+MAX_EXPANSION = 64.0
+MAX_BATCH_SIZE = 1 << 20
+MAX_THREADS = 4096
+MAX_SEED = (1 << 63) - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,12 +91,18 @@ class ModelConfig:
 
     def __post_init__(self):
         _positive(self, "hidden_size", "num_heads", "L_layers", "H_layers", "H_cycles", "L_cycles", "halt_max_steps")
+        for name, limit in MODEL_LIMITS.items():
+            _at_most(self, name, limit)
+        if self.num_heads > self.hidden_size:
+            raise RecursaError(f"model.num_heads={self.num_heads} must be <= model.hidden_size={self.hidden_size}")
         if not self.mlp_t and self.hidden_size % self.num_heads:
             raise RecursaError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             raise RecursaError(f"model.halt_exploration_prob={self.halt_exploration_prob} must be in [0, 1]")
         if self.expansion <= 0:
             raise RecursaError(f"model.expansion={self.expansion} must be > 0")
+        _at_most(self, "expansion", MAX_EXPANSION)
+        _positive(self, "rope_theta", "rms_norm_eps")
         if self.puzzle_emb_ndim < -1 or self.puzzle_emb_len < 0 or self.baseline_layers < 0:
             raise RecursaError("model.puzzle_emb_ndim must be >= -1; model.puzzle_emb_len and model.baseline_layers >= 0")
         if self.single_latent and self.arch != "trm":
@@ -156,11 +174,28 @@ class TrainConfig:
     keep_checkpoints: int = 2
     #: Extra metric sinks besides metrics.jsonl: "tensorboard", "wandb".
     loggers: list[str] = field(default_factory=list)
+    #: What a non-finite (NaN/inf) training loss does. "stop": end the run with an error naming
+    #: the step; nothing after the last good checkpoint is saved and no checkpoint is pruned
+    #: (checked without a host sync, at every log interval and before every save).
+    #: "skip_step": drop that step's update (no optimizer/EMA step, the in-flight puzzles
+    #: restart) and go on; costs one host sync per step; stops after `max_nonfinite_skips`
+    #: skipped steps in a row.
+    on_nonfinite: Literal["stop", "skip_step"] = "stop"
+    #: With on_nonfinite = "skip_step": consecutive skipped steps after which the run stops.
+    max_nonfinite_skips: int = 20
 
     def __post_init__(self):
-        _positive(self, "batch_size", "lr_warmup_steps", "log_interval", "keep_checkpoints")
+        _positive(self, "batch_size", "lr_warmup_steps", "log_interval", "keep_checkpoints", "max_nonfinite_skips")
+        _at_most(self, "batch_size", MAX_BATCH_SIZE)
         if self.steps < 0 or self.epochs < 0:
             raise RecursaError("train.steps and train.epochs must be >= 0")
+        for name in ("num_threads", "checkpoint_interval", "seed"):
+            if getattr(self, name) < 0:
+                raise RecursaError(f"train.{name}={getattr(self, name)} must be >= 0")
+        _at_most(self, "num_threads", MAX_THREADS)
+        _at_most(self, "seed", MAX_SEED)
+        if self.eval_interval < -1:
+            raise RecursaError(f"train.eval_interval={self.eval_interval} must be >= -1 (-1 = never, 0 = only at the end)")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise RecursaError(f"train.lr_min_ratio={self.lr_min_ratio} must be in [0, 1]")
         for name in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "max_time_s"):
@@ -181,6 +216,12 @@ class EvalConfig:
     #: Batch size of evaluation.
     batch_size: int = 256
 
+    def __post_init__(self):
+        _positive(self, "batch_size")
+        _at_most(self, "batch_size", MAX_BATCH_SIZE)
+        if self.limit < 0:
+            raise RecursaError(f"eval.limit={self.limit} must be >= 0 (0 = all)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
@@ -197,6 +238,12 @@ def _positive(obj, *names):
     for name in names:
         if getattr(obj, name) <= 0:
             raise RecursaError(f"{section}.{name}={getattr(obj, name)} must be > 0")
+
+
+def _at_most(obj, name, limit):
+    section = {ModelConfig: "model", TrainConfig: "train", EvalConfig: "eval"}[type(obj)]
+    if getattr(obj, name) > limit:
+        raise RecursaError(f"{section}.{name}={getattr(obj, name)} is too large (the limit is {limit})")
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
@@ -218,11 +265,20 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise RecursaError(f"{key}: expected an integer, got {value!r}")
+        if not -(1 << 63) <= value < (1 << 63):
+            raise RecursaError(f"{key}: an integer of {len(str(abs(value)))} digits is out of range (64-bit integers only)")
         return value
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecursaError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            shown = repr(value) if isinstance(value, float) else f"an integer of {len(str(abs(value)))} digits"
+            raise RecursaError(f"{key}: expected a finite number, got {shown}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise RecursaError(f"{key}: expected a string, got {value!r}")
@@ -257,7 +313,7 @@ def _parse_value(text: str) -> Any:
     """Parse the right-hand side of ``--set key=value`` as a TOML value, falling back to a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -281,12 +337,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """Load a TOML recipe, apply overrides, validate."""
     path = Path(path)
+    text = storage.read_text(path, "config file")  # missing, a directory, unreadable, not UTF-8: one error line
     try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecursaError(f"{path}: config file not found") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecursaError(f"{path}: invalid TOML: {e}") from None
+    except RecursionError:
+        raise RecursaError(f"{path}: invalid TOML: nested too deeply") from None
     version = raw.get("version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
         raise RecursaError(f"{path}: config version {version!r} is not supported (expected {CONFIG_VERSION})")
@@ -314,11 +371,12 @@ def to_toml(cfg: RunConfig) -> str:
     for name in SECTIONS:
         lines.append(f"\n[{name}]")
         for key, value in dataclasses.asdict(getattr(cfg, name)).items():
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """``value`` written as in a TOML recipe (true, 1e-3, "adamw", [...])."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -326,5 +384,5 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(value)

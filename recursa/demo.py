@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config as config_mod
+from . import storage
 from .errors import RecursaError
 from .training.checkpoint import atomic_write_text
 from .training.logging import fmt_time
@@ -103,7 +104,7 @@ def _last_metrics(run: Path) -> dict | None:
     path = run / "metrics.jsonl"
     if not path.exists():
         return None
-    lines = path.read_text().strip().splitlines()
+    lines = path.read_text(errors="replace").strip().splitlines()
     for line in reversed(lines):
         try:
             row = json.loads(line)
@@ -149,7 +150,7 @@ def _train_both(cfgs: dict[str, config_mod.RunConfig], out: Path, parallel: bool
                 if p.returncode != 0:
                     for q, lg in procs.values():
                         q.kill()
-                    tail = (out / f"{name}.log").read_text().strip().splitlines()[-5:]
+                    tail = (out / f"{name}.log").read_text(errors="replace").strip().splitlines()[-5:]
                     raise RecursaError(f"training {name} failed (exit {p.returncode}): " + " / ".join(tail))
     if tty:
         sys.stderr.write("\n")
@@ -179,13 +180,8 @@ def _plot(path: Path, trm_by_step: list[float], baseline: float, title: str) -> 
 
 
 def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds: float = 240.0, seed: int = 0,
-             parallel: bool | None = None, model_overrides: dict | None = None, say=print) -> dict:
-    from .cli.solve import show_refinement
-    from .data.dataset import collate
-    from .data.format import load_split
-    from .evaluation.evaluate import evaluate
-    from .inference import load_checkpoint, refine, to_device
-
+             parallel: bool | None = None, model_overrides: dict | None = None, overwrite: bool = False,
+             say=print) -> dict:
     if task not in PRESETS:
         raise RecursaError(f"unknown demo task {task!r} (choose from {', '.join(PRESETS)})")
     if train_seconds <= 0:
@@ -197,9 +193,33 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", train_seconds
     if parallel is None:
         parallel = (os.cpu_count() or 1) >= 2
     t0 = time.time()
+    # An earlier demo in `out` is replaced only with overwrite; anything else there is refused. The
+    # old demo is set aside until the new one is complete and put back if this one fails.
+    replacing = storage.check_out(out, "demo", overwrite)
+    storage.clean_stale(out.parent, out.name)
+    old = storage.move_aside(out) if replacing else None
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("trm", "baseline"):  # a demo run always starts fresh
-        shutil.rmtree(out / name, ignore_errors=True)
+    try:
+        atomic_write_text(out / "demo.json", json.dumps({"task": task, "seed": seed, "train_seconds": train_seconds,
+                                                         "started": time.time()}) + "\n")
+        summary = _run(preset, task, out, train_seconds, seed, parallel, t0, say)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        if old is not None:
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return summary
+
+
+def _run(preset: DemoTask, task: str, out: Path, train_seconds: float, seed: int, parallel: bool, t0: float,
+         say) -> dict:
+    from .cli.solve import show_refinement
+    from .data.dataset import collate
+    from .data.format import load_split
+    from .evaluation.evaluate import evaluate
+    from .inference import load_checkpoint, refine, to_device
 
     say(f"recursa demo: {preset.description}")
     say("  A Tiny Recursive Model (TRM) refines its answer in a loop; a non-recursive network with the")

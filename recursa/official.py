@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from . import config as config_mod
+from . import storage
 from .data.format import read_task_info
 from .errors import RecursaError
 from .models import DataSpec, build_model, count_parameters
@@ -52,10 +53,10 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
     """(model fields, extras such as loss type, unknown arch fields) from ``all_config.yaml``."""
     import yaml
 
+    if not path.exists():
+        raise RecursaError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise RecursaError(f"{path}: config file not found") from None
+        raw = yaml.safe_load(storage.read_text(path, "config file"))
     except yaml.YAMLError as e:
         raise RecursaError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("arch"), dict):
@@ -109,14 +110,20 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
 
 def load_official_state(path: Path) -> dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)`` with the official key prefixes removed."""
+    if path.is_dir():
+        raise RecursaError(f"{path}: is a directory; expected the checkpoint file (e.g. .../step_65100)")
     if not path.is_file():
         raise RecursaError(f"{path}: checkpoint not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe pickle"
-        raise RecursaError(f"{path}: refused to load: the file is not plain tensors and would run code when "
-                           f"unpickled ({first[:200]})") from None
+        text = " ".join(str(e).split())
+        m = re.search(r"(unsupported GLOBAL [^ ]+)", text, re.IGNORECASE)
+        if m:
+            raise RecursaError(f"{path}: refused to load: the file is not plain tensors; unpickling it would run code "
+                               f"({m.group(1)}), so it was not loaded") from None
+        raise RecursaError(f"{path}: not a torch checkpoint of plain tensors (unpickling failed: "
+                           f"{text.split('WeightsUnpickler error:')[-1].split(' Check the documentation')[0].strip()[:120]})") from None
     except (RuntimeError, EOFError, OSError) as e:
         raise RecursaError(f"{path}: not a readable torch checkpoint ({str(e).splitlines()[0][:200]})") from None
     for wrapper in ("model_state_dict", "state_dict", "model"):
@@ -153,8 +160,9 @@ def infer_spec(state: dict[str, torch.Tensor], model: dict, seq_len: int | None,
 
 def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, config_yaml: str | Path,
                     identifiers: str | Path | None = None, data: str | Path | None = None,
-                    seq_len: int | None = None, log=print) -> Path:
+                    seq_len: int | None = None, overwrite: bool = False, log=print) -> Path:
     ckpt, out = Path(ckpt), Path(out)
+    storage.check_out(out, "checkpoint", overwrite)  # before any work; checked again before writing
     model_fields, extras, unknown = read_official_config(Path(config_yaml), arch)
     if unknown:
         log(f"note: {config_yaml}: fields not used by recursa's {model_fields['arch'].upper()}: {', '.join(unknown)}")
@@ -187,11 +195,8 @@ def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, conf
     checkpoint.load_weights_into(model, weights, ckpt)
     ids = None
     if identifiers is not None:
-        try:
-            ids = json.loads(Path(identifiers).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise RecursaError(f"{identifiers}: cannot read identifiers ({e})") from None
-        if not isinstance(ids, list):
+        ids = storage.read_json(identifiers, what="identifiers file")
+        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
             raise RecursaError(f"{identifiers}: expected a JSON list of identifier names")
         if len(ids) > spec.num_puzzle_identifiers:
             raise RecursaError(f"{identifiers}: {len(ids)} identifiers but the checkpoint has {spec.num_puzzle_identifiers} "
@@ -200,6 +205,7 @@ def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, conf
     meta = {"config": config_mod.to_dict(cfg), "spec": vars(spec), "task": task, "arch": cfg.model.arch,
             "params": count_parameters(model), "ema_weights": False, "step": int(m.group(1)) if m else 0,
             "imported_from": str(ckpt), "unknown_official_fields": unknown}
+    storage.check_out(out, "checkpoint", overwrite)
     checkpoint.write_checkpoint_dir(out, meta, model.state_dict(), {"identifiers.json": ids} if ids is not None else None)
     log(f"imported {ckpt} ({cfg.model.arch.upper()}, {meta['params']:,} parameters, vocab {spec.vocab_size}, "
         f"seq_len {spec.seq_len}, {spec.num_puzzle_identifiers} puzzle identifiers) -> {out}")

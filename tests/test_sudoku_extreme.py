@@ -187,9 +187,9 @@ def test_check_unique_proves_csv_answers(tmp_path, capsys, pairs):
     src = _write_csv(tmp_path / "u.csv", [(loose, s)] + pairs[1:12])
     out = tmp_path / "u"
     assert main(["build", "sudoku-extreme", "--source", str(src), "--out", str(out)]) == 0  # rules only: accepted
-    assert main(["build", "sudoku-extreme", "--source", str(src), "--check-unique", "--out", str(out)]) == 2
+    assert main(["build", "sudoku-extreme", "--source", str(src), "--check-unique", "--out", str(out), "--overwrite"]) == 2
     assert "u.csv: 1 with more than one solution (line 2)" in capsys.readouterr().err
     assert main(["build", "sudoku-extreme", "--source", str(src), "--check-unique", "--on-invalid", "skip",
-                 "--test-fraction", "0.2", "--out", str(out)]) == 0
+                 "--test-fraction", "0.2", "--out", str(out), "--overwrite"]) == 0
     assert (out / "rejected.txt").read_text() == f"{src}:2\tmore than one solution\n"
     assert len(load_split(out, "train").inputs) + len(load_split(out, "test").inputs) == 11

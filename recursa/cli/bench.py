@@ -76,6 +76,9 @@ def _size(path: Path) -> int:
 
 
 def run(args) -> int:
+    if args.json_out:
+        from .. import storage
+        storage.check_file_out(args.json_out, "--json")
     only = [c.strip() for c in args.only.split(",")] if args.only else list(DATA_CASES)
     unknown = [c for c in only if c not in CASES]
     if unknown:
@@ -86,6 +89,9 @@ def run(args) -> int:
     try:
         print(f"bench data on {os.cpu_count()} CPU(s), building under {work}")
         for case in only:
+            if (work / case).exists():
+                raise RecursaError(f"--workdir {work}: {work / case} already exists; bench builds there and removes "
+                                   "what it built, so name a directory without it")
             t = time.perf_counter()
             info = CASES[case](args, work / case)
             dt = time.perf_counter() - t

@@ -19,6 +19,8 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="preset: " + "; ".join(f"{k} = {v.description}" for k, v in PRESETS.items()) + " (default sudoku6)")
     p.add_argument("--train-seconds", type=float, default=240.0, help="training wall time of each model (default 240)")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier demo in --out (any other non-empty directory is refused)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of both models (default 0)")
     p.add_argument("--sequential", action="store_true", help="train the two models one after the other (2 threads each)")
     p.add_argument("--hidden-size", type=int, default=0, help="model width D (default: the preset's, 64 for sudoku6)")
@@ -33,5 +35,5 @@ def run(args) -> int:
     if args.sup_steps:
         overrides["halt_max_steps"] = args.sup_steps
     run_demo(args.task, args.out, args.train_seconds, args.seed, parallel=False if args.sequential else None,
-             model_overrides=overrides)
+             model_overrides=overrides, overwrite=args.overwrite)
     return 0

@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import storage
 from ..errors import RecursaError
 
 
@@ -38,6 +39,9 @@ def run(args) -> int:
 
     if args.steps < 0 or args.batch_size <= 0 or args.limit < 0:
         raise RecursaError("--steps and --limit must be >= 0, --batch-size > 0")
+    for flag, path in (("--json", args.json_out), ("--submission", args.submission)):
+        if path is not None:
+            storage.check_file_out(path, flag)
     device = pick_device(args.device)
     loaded = load_checkpoint(args.ckpt, device)
     split = load_split(args.data, args.split)

@@ -26,11 +26,13 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--identifiers", help="the dataset's identifiers.json (puzzle id -> name), kept with the checkpoint")
     p.add_argument("--data", help="a dataset directory (official layout): gives seq_len, identifiers and the task")
     p.add_argument("--seq-len", type=int, help="sequence length, when neither the weights nor --data give it")
-    p.add_argument("--out", required=True, help="output checkpoint directory (replaced atomically)")
+    p.add_argument("--out", required=True, help="output checkpoint directory (must not exist, or be empty)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing recursa checkpoint at --out (atomically); anything else is refused")
 
 
 def run(args) -> int:
     from ..official import import_official
     import_official(args.ckpt, args.out, arch=args.arch, config_yaml=args.config, identifiers=args.identifiers,
-                    data=args.data, seq_len=args.seq_len)
+                    data=args.data, seq_len=args.seq_len, overwrite=args.overwrite)
     return 0

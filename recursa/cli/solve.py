@@ -90,10 +90,10 @@ def run(args) -> int:
     if args.puzzle is not None:
         items = [(args.puzzle, "--puzzle")]
     else:
+        from .. import storage
         path = Path(args.file)
-        if not path.is_file():
-            raise RecursaError(f"{path}: file not found")
-        lines = path.read_text().splitlines()
+        # missing, a directory, unreadable, not UTF-8: one error line naming the file
+        lines = storage.read_text(path, "file").splitlines()
         if task.name == "maze":  # blocks of rows separated by blank lines
             items, start = [], None
             for i, line in enumerate(lines + [""]):

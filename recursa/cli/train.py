@@ -12,6 +12,7 @@ config.toml (resolved), metrics.jsonl and checkpoints/ (see `recursa eval` and `
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .. import config
 
@@ -28,5 +29,12 @@ def run(args) -> int:
     from ..training.trainer import fit
 
     cfg = config.load(args.config, args.overrides)
-    fit(cfg, resume=args.resume, progress=not args.quiet, log=(lambda *a, **k: None) if args.quiet else print)
+    fit(cfg, resume=args.resume, progress=not args.quiet, log=_quiet_log if args.quiet else print)
     return 0
+
+
+def _quiet_log(text: str = "", *a, **k) -> None:
+    """--quiet: no progress or summary lines, but notes (a lock taken over, leftovers removed,
+    settings changed on resume) still reach stderr."""
+    if str(text).startswith("note:"):
+        print(text, file=sys.stderr)

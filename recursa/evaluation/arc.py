@@ -13,11 +13,11 @@ evaluator accumulates them across evaluations of different checkpoints).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..errors import RecursaError
 from ..tasks.arc import crop, invert_grid, parse_version
 
@@ -32,12 +32,16 @@ class ArcVoting:
     def __init__(self, data_dir: str | Path, split_meta: dict | None = None, *, puzzle_identifiers=None,
                  puzzle_indices=None):
         root = Path(data_dir)
+        for name in ("identifiers.json", "test_puzzles.json"):
+            if not (root / name).is_file():
+                raise RecursaError(f"{root / name}: missing (ARC evaluation needs a dataset from `recursa build arc`)")
+        self.names = storage.read_json(root / "identifiers.json", expect=list)
+        truth = storage.read_json(root / "test_puzzles.json", expect=dict)
         try:
-            self.names = json.loads((root / "identifiers.json").read_text())
-            truth = json.loads((root / "test_puzzles.json").read_text())
-        except FileNotFoundError as e:
-            raise RecursaError(f"{e.filename}: missing (ARC evaluation needs a dataset from `recursa build arc`)") from None
-        self.truth = {tid: [np.array(p["output"], dtype=np.uint8) for p in t["test"]] for tid, t in truth.items()}
+            self.truth = {tid: [np.array(p["output"], dtype=np.uint8) for p in t["test"]] for tid, t in truth.items()}
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise RecursaError(f"{root / 'test_puzzles.json'}: expected {{task id: {{\"test\": [{{\"output\": grid}}]}}}} "
+                               f"({type(e).__name__}: {e})") from None
         self.puzzle_identifiers = np.asarray(puzzle_identifiers)
         self.puzzle_indices = np.asarray(puzzle_indices)
         self.votes: dict[tuple[str, int], dict[bytes, list]] = {}

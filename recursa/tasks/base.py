@@ -45,7 +45,7 @@ def read_benchmark_csv(path) -> tuple[list[str], list[str], list[str] | None, li
     path = Path(path)
     questions, answers, ratings, lines = [], [], [], []
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
@@ -70,6 +70,10 @@ def read_benchmark_csv(path) -> tuple[list[str], list[str], list[str] | None, li
                 lines.append(reader.line_num)
     except FileNotFoundError:
         raise RecursaError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise RecursaError(f"{path}: is a directory, expected a file") from None
+    except OSError as e:  # permission denied, an I/O error...
+        raise RecursaError(f"{path}: cannot read the file ({e.strerror or e})") from None
     except UnicodeDecodeError as e:
         raise RecursaError(f"{path}: not a text file ({e.reason})") from None
     except csv.Error as e:
@@ -82,3 +86,23 @@ def seeded_split(n: int, test_fraction: float, rng: np.random.Generator) -> tupl
     perm = rng.permutation(n)
     n_test = max(1, int(round(test_fraction * n)))
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
+
+
+def machine_memory() -> int | None:
+    """Physical memory of this machine in bytes (None where the OS does not say)."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(n_bytes: int, what: str) -> None:
+    """Refuse up front a build whose arrays (``n_bytes``, an estimate of what must be held at once)
+    cannot fit in this machine's memory, e.g. ``--num-aug 1000000000000``, instead of running
+    until the allocator fails."""
+    from ..errors import RecursaError
+    total = machine_memory()
+    if total is not None and n_bytes > total:
+        raise RecursaError(f"{what}: the build would need about {n_bytes / 2**30:,.1f} GiB of memory, but this "
+                           f"machine has {total / 2**30:,.1f} GiB; ask for fewer puzzles or augmentations")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
-from .base import read_benchmark_csv, seeded_split
+from .base import check_memory, read_benchmark_csv, seeded_split
 
 CHARSET = "# SGo"
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
@@ -113,8 +113,7 @@ class MazeTask:
         n = self.size
         if len(s) != n * n:
             raise RecursaError(f"{where}: {len(s)} cells, expected {n * n} for a {self.describe()}")
-        return validate_questions(np.frombuffer(s.encode("latin-1", errors="replace"), np.uint8)[None], n,
-                                  lambda i: where)[0]
+        return validate_questions(_cell_bytes([s], n, lambda i: where), n, lambda i: where)[0]
 
     def check(self, inputs: np.ndarray, preds: np.ndarray) -> np.ndarray:
         return valid_shortest_paths(self._grid(inputs), self._grid(preds))
@@ -128,6 +127,18 @@ class MazeTask:
         if shortest_lengths(grids)[0] < 0:
             return None
         return mark_shortest_paths(grids, np.random.default_rng(0))[0].reshape(-1)
+
+
+def _cell_bytes(strings: list[str], size: int, where) -> np.ndarray:
+    """Equal-length strings of size*size cells -> (B, size*size) bytes. A character beyond Latin-1
+    (which no maze cell is) is an error showing that character itself, not a replacement '?'."""
+    try:
+        data = "".join(strings).encode("latin-1")
+    except UnicodeEncodeError as e:
+        i, j = divmod(e.start, size * size)
+        raise RecursaError(f"{where(i)}: position {j + 1} (row {j // size + 1}, column {j % size + 1}): "
+                           f"{strings[i][j]!r} is not a maze cell ('#' wall, ' ' open, 'S' start, 'G' goal)") from None
+    return np.frombuffer(data, np.uint8).reshape(len(strings), size * size)
 
 
 def validate_questions(raw: np.ndarray, size: int, where) -> np.ndarray:
@@ -289,10 +300,9 @@ def read_maze_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
             if len(s) != size * size:
                 raise RecursaError(f"{path}:{lines[i]}: {what} has {len(s)} cells, expected {size * size} "
                                    f"({size}x{size}, from the first row)")
-    def to_bytes(strings):
-        return np.frombuffer("".join(strings).encode("latin-1", errors="replace"), np.uint8).reshape(len(strings), -1)
-    q_ids = validate_questions(to_bytes(qs), size, lambda i: f"{path}:{lines[i]}: question")
-    a_raw = to_bytes(as_)
+    q_ids = validate_questions(_cell_bytes(qs, size, lambda i: f"{path}:{lines[i]}: question"), size,
+                               lambda i: f"{path}:{lines[i]}: question")
+    a_raw = _cell_bytes(as_, size, lambda i: f"{path}:{lines[i]}: answer")
     a_ids = _CHAR_ID[a_raw]
     for i in np.flatnonzero((a_ids == 0).any(1)):
         j = int(np.flatnonzero(a_ids[i] == 0)[0])
@@ -307,7 +317,7 @@ def read_maze_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
 def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 1000, num_test: int = 1000,
                loop_prob: float = 0.05, aug: bool = False, source: str | Path | None = None,
                test_source: str | Path | None = None, test_fraction: float = 0.1, subsample_size: int = 0,
-               seed: int = 0, log=print) -> MazeTask:
+               seed: int = 0, overwrite: bool = False, log=print) -> MazeTask:
     """Generate (or import from CSV) a maze dataset in the official layout. Training groups are a
     maze plus, with ``aug``, its 7 other dihedral views; the test set is not augmented."""
     rng = np.random.default_rng([seed, 20])
@@ -326,11 +336,16 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
             pick = np.sort(rng.choice(len(q), subsample_size, replace=False))
             q, a = q[pick], a[pick]
     else:
-        if num_train <= 0 or num_test <= 0:
-            raise RecursaError("--num-train and --num-test must be > 0")
+        if num_train <= 0:
+            raise RecursaError(f"--num-train {num_train}: must be > 0")
+        if num_test <= 0:
+            raise RecursaError(f"--num-test {num_test}: a dataset needs at least one test maze")
         if not 0.0 <= loop_prob <= 1.0:
             raise RecursaError(f"--loop-prob {loop_prob}: must be in [0, 1]")
         MazeTask(size)
+        # Generation draws 1.5x the mazes at once, with float64 random keys and int32 distances per cell.
+        check_memory(int(1.5 * (num_train + num_test)) * size * size * 32,
+                     f"--num-train {num_train} + --num-test {num_test} mazes of {size}x{size}")
         qa, aa = generate_mazes(rng, num_train + num_test, size, min_path, loop_prob)
         q, a, tq, ta = qa[:num_train], aa[:num_train], qa[num_train:], aa[num_train:]
     task = MazeTask(size)
@@ -348,7 +363,7 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
                            "source": None if source is None else str(source),
                            "test_source": None if test_source is None else str(test_source),
                            "test_fraction": test_fraction}}
-    write_dataset(out, splits, ["<blank>"], info)
+    write_dataset(out, splits, ["<blank>"], info, overwrite=overwrite)
     log(f"wrote {out}: {len(train_q)} training mazes ({len(q)} x {views} views), {len(tq)} test mazes, "
         f"{size}x{size}, shortest path {lengths.min()}..{lengths.max()} steps (mean {lengths.mean():.0f})")
     return task

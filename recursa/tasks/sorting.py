@@ -13,6 +13,10 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
+from .base import check_memory
+
+MAX_LENGTH = 65536  # values per list (the sequence length)
+MAX_VALUE = 1 << 20  # largest value; tokens are int32 on disk
 
 
 class SortingTask:
@@ -21,6 +25,9 @@ class SortingTask:
     def __init__(self, length: int = 8, max_value: int = 9):
         if length < 2 or max_value < 2:
             raise RecursaError(f"sorting: length ({length}) and max value ({max_value}) must be >= 2")
+        if length > MAX_LENGTH or max_value > MAX_VALUE:
+            raise RecursaError(f"sorting: length ({length}) must be <= {MAX_LENGTH} and max value ({max_value}) "
+                               f"<= {MAX_VALUE} (the vocabulary is max value + 1 tokens)")
         self.length, self.max_value = length, max_value
         self.vocab_size = max_value + 1
         self.seq_len = length
@@ -36,9 +43,12 @@ class SortingTask:
         if len(items) != self.length:
             raise RecursaError(f"{where}: {len(items)} values, expected {self.length}")
         out = np.zeros(self.length, dtype=np.int32)
+        max_digits = len(str(self.max_value)) + 2  # a few leading zeros are fine; int("9" * 5000) is not
         for i, t in enumerate(items):
-            if not t.isdigit() or not 1 <= int(t) <= self.max_value:
-                raise RecursaError(f"{where}: position {i + 1}: {t!r} is not an integer in 1..{self.max_value}")
+            # ASCII digits only: '²'.isdigit() is True but int('²') fails
+            if not (t.isascii() and t.isdigit()) or len(t) > max_digits or not 1 <= int(t) <= self.max_value:
+                shown = repr(t) if len(t) <= 20 else f"{t[:12]!r}... ({len(t)} characters)"
+                raise RecursaError(f"{where}: position {i + 1}: {shown} is not an integer in 1..{self.max_value}")
             out[i] = int(t)
         return out
 
@@ -58,9 +68,17 @@ class SortingTask:
 
 
 def build_sorting(out, *, length: int = 8, max_value: int = 9, num_train: int = 10000, num_test: int = 1000,
-                  num_aug: int = 0, seed: int = 0, log=print):
+                  num_aug: int = 0, seed: int = 0, overwrite: bool = False, log=print):
     """Random lists; each training list has ``num_aug`` extra shuffled copies in its group."""
     task = SortingTask(length, max_value)
+    if num_train < 1 or num_aug < 0:
+        raise RecursaError(f"--num-train {num_train} / --num-aug {num_aug}: need at least one training list "
+                           "and --num-aug >= 0")
+    if num_test < 1:
+        raise RecursaError(f"--num-test {num_test}: a dataset needs at least one test list")
+    # int64 draws, then an int32 copy per view and the sorted labels: ~16 bytes a value at least
+    check_memory((num_train * (num_aug + 1) + num_test) * length * 16,
+                 f"--num-train {num_train} x (--num-aug {num_aug} + 1) lists of {length} values")
     rng = np.random.default_rng([seed, 0])
     x, y = task.sample(rng, num_train + num_test)
     train_x, train_y, test_x, test_y = x[:num_train], y[:num_train], x[num_train:], y[num_train:]
@@ -75,6 +93,6 @@ def build_sorting(out, *, length: int = 8, max_value: int = 9, num_train: int = 
     }
     info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed,
             "build_args": {"num_train": num_train, "num_test": num_test, "num_aug": num_aug}}
-    write_dataset(out, splits, ["<blank>"], info)
+    write_dataset(out, splits, ["<blank>"], info, overwrite=overwrite)
     log(f"wrote {out}: {len(train_x)} training examples in {num_train} groups, {num_test} test examples ({task.describe()})")
     return task

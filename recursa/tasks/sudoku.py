@@ -17,9 +17,18 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
+from .base import check_memory
 
 BLANK_CHARS = ".0_"
 MAX_N = 9  # one character per cell
+#: The generator of `build_sudoku` gives up when this many draws in a row all gave puzzles it
+#: already had: the distinct puzzles of that size and --givens are then (nearly) all drawn, e.g.
+#: 4x4 complete grids (--givens 16), of which only 288 exist. With m of K equally likely puzzles
+#: still undrawn, such a run has probability about exp(-2000 m / K): it fires only when the
+#: space is all but exhausted (m / K below ~1/300), never for 6x6 or 9x9 puzzles.
+MAX_REPEATED_DRAWS = 2000
+#: Number of distinct complete grids, where small enough to be hit: refused up front.
+FULL_GRIDS = {(2, 2): 288}
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,7 @@ class Sudoku:
         for i, ch in enumerate(s):
             if ch in BLANK_CHARS:
                 continue
-            if not ch.isdigit() or not 1 <= int(ch) <= N:
+            if not "1" <= ch <= "9" or int(ch) > N:  # ASCII digits only ('²'.isdigit() is True)
                 raise RecursaError(f"{where}: position {i + 1} (row {i // N + 1}, column {i % N + 1}): "
                                    f"{ch!r} is not a digit 1-{N} or a blank ('.', '0', '_')")
             grid[i] = int(ch)
@@ -446,14 +455,15 @@ class SudokuTask:
 
 def parse_box(text: str) -> tuple[int, int]:
     """'2x3' -> (2, 3)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    m = re.fullmatch(r"\s*([0-9]{1,4})\s*[xX]\s*([0-9]{1,4})\s*", text)
     if not m:
         raise RecursaError(f"--box {text!r}: expected ROWSxCOLS, e.g. 2x3")
     return int(m.group(1)), int(m.group(2))
 
 
 def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 1000, num_test: int = 1000,
-                 num_aug: int = 0, givens: int = 0, seed: int = 0, log=print) -> SudokuTask:
+                 num_aug: int = 0, givens: int = 0, seed: int = 0, overwrite: bool = False,
+                 log=print) -> SudokuTask:
     """Generate unique-solution puzzles; training groups are an original + ``num_aug`` augmentations.
 
     Test puzzles come from their own random stream and any that equal a training view are
@@ -463,21 +473,43 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
     s = task.sudoku
     if not 0 <= givens <= s.cells:
         raise RecursaError(f"--givens {givens}: must be in 0..{s.cells}")
+    if num_train < 1 or num_aug < 0:
+        raise RecursaError(f"--num-train {num_train} / --num-aug {num_aug}: need at least one training puzzle "
+                           "and --num-aug >= 0")
+    if num_test < 1:
+        raise RecursaError(f"--num-test {num_test}: a dataset needs at least one test puzzle")
+    known = FULL_GRIDS.get((box_rows, box_cols)) if givens == s.cells else None
+    if known is not None and num_train + num_test > known:
+        raise RecursaError(f"--givens {givens} asks for complete grids, and only {known} distinct {s.name} grids "
+                           f"exist: --num-train {num_train} + --num-test {num_test} = {num_train + num_test} is too many")
+    # At least the two int32 token arrays of every training view and test puzzle are held at once.
+    check_memory((num_train * (num_aug + 1) + num_test) * s.cells * 8,
+                 f"--num-train {num_train} x (--num-aug {num_aug} + 1) {s.name} puzzles")
 
-    def generate(rng, n, seen):
+    def generate(rng, n, seen, what):
         puzzles, solutions = [], []
+        repeats = 0
         while len(puzzles) < n:
             p, sol = s.generate(rng, givens)
             key = p.tobytes()
             if key in seen:
+                repeats += 1
+                if repeats >= MAX_REPEATED_DRAWS:
+                    held_out = " that are not training views" if what == "test" else ""
+                    raise RecursaError(
+                        f"--num-{what} {n}: found only {len(puzzles)} distinct {what} puzzles{held_out} "
+                        f"({MAX_REPEATED_DRAWS} draws in a row repeated a puzzle already drawn), but {n} were asked "
+                        f"for: too few distinct {s.name} puzzles with --givens {givens} exist; ask for fewer "
+                        "puzzles or change --givens")
                 continue
+            repeats = 0
             seen.add(key)
             puzzles.append(p)
             solutions.append(sol)
         return np.stack(puzzles), np.stack(solutions)
 
     seen: set[bytes] = set()
-    train_p, train_s = generate(np.random.default_rng([seed, 0]), num_train, seen)
+    train_p, train_s = generate(np.random.default_rng([seed, 0]), num_train, seen, "train")
     aug_rng = np.random.default_rng([seed, 2])
     views_p, views_s = [train_p], [train_s]
     for _ in range(num_aug):
@@ -487,7 +519,7 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
     train_p = np.stack(views_p, axis=1).reshape(-1, s.cells)  # group-major: original, aug 1, ...
     train_s = np.stack(views_s, axis=1).reshape(-1, s.cells)
     seen.update(p.tobytes() for p in train_p)
-    test_p, test_s = generate(np.random.default_rng([seed, 1]), num_test, seen)
+    test_p, test_s = generate(np.random.default_rng([seed, 1]), num_test, seen, "test")
 
     enc = s.encode
     splits = {
@@ -496,7 +528,7 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
     }
     info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed,
             "build_args": {"num_train": num_train, "num_test": num_test, "num_aug": num_aug, "givens": givens}}
-    write_dataset(out, splits, ["<blank>"], info)
+    write_dataset(out, splits, ["<blank>"], info, overwrite=overwrite)
     mean_givens = float((test_p > 0).sum(-1).mean()) if num_test else float("nan")
     log(f"wrote {out}: {len(train_p)} training puzzles ({num_train} x {num_aug + 1} views), "
         f"{num_test} test puzzles, {task.describe()}, mean givens {mean_givens:.1f}")

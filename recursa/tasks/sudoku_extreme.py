@@ -24,9 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
-from .base import read_benchmark_csv, seeded_split
+from .base import check_memory, read_benchmark_csv, seeded_split
 from .sudoku import Sudoku, SudokuTask
 
 DEFAULT_BUCKETS = (0, 1, 10, 100)
@@ -136,12 +137,7 @@ def _is_number(x: str) -> bool:
 def read_plain(path: str | Path) -> Collection:
     """One puzzle per line (81 characters; ``.`` or ``0`` blank); blank and ``#`` lines skipped."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise RecursaError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise RecursaError(f"{path}: not a text file ({e.reason})") from None
+    text = storage.read_text(path, "file")  # missing, a directory, unreadable, not UTF-8: one error line
     strings, lines = [], []
     for n, line in enumerate(text.splitlines(), 1):
         s = line.strip()
@@ -158,9 +154,14 @@ def read_collection(path: str | Path) -> Collection:
     """CSV when the file starts with a header naming ``question``, plain text otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise RecursaError(f"{path}: file not found")
-    with open(path, "rb") as f:
-        head = f.readline().decode("utf-8", errors="replace").lower()
+        if not path.exists() or path.is_dir():
+            storage.read_bytes(path, "file")  # raises: not found, a directory, permission denied...
+        raise RecursaError(f"{path}: not a regular file")  # e.g. a pipe, which would block
+    try:
+        with open(path, "rb") as f:
+            head = f.readline(65536).decode("utf-8", errors="replace").lower()
+    except OSError as e:
+        raise RecursaError(f"{path}: cannot read the file ({e.strerror or e})") from None
     return read_csv(path) if ("question" in head and "," in head) else read_plain(path)
 
 
@@ -254,7 +255,7 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
                          test_fraction: float = 0.1, subsample_size: int = 0, num_aug: int = 0,
                          min_rating: float | None = None, rating_buckets=DEFAULT_BUCKETS,
                          on_invalid: str = "error", check_unique: bool = False, workers: int = 0,
-                         seed: int = 0, log=print) -> SudokuTask:
+                         seed: int = 0, overwrite: bool = False, log=print) -> SudokuTask:
     """Build a Sudoku-Extreme style dataset (official layout plus per-puzzle ``ratings``).
 
     Without ``test_source`` a seeded ``test_fraction`` of ``source`` is held out. ``min_rating``
@@ -327,6 +328,7 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
 
     # Augmented views, vectorised: group g = original g, then num_aug views.
     P = len(train_col)
+    check_memory(P * (num_aug + 1) * 81 * 8, f"{P} training puzzles x (--num-aug {num_aug} + 1)")
     views_p, views_s = [train_col.puzzles], [train_col.answers]
     aug_rng = np.random.default_rng([seed, 11])
     for _ in range(num_aug):
@@ -350,7 +352,7 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
                            "min_rating": min_rating, "on_invalid": on_invalid, "check_unique": check_unique},
             "rating_buckets": list(rating_buckets) if rated else None, "rejected": len(rejected)}
     files = {"rejected.txt": "".join(x + "\n" for x in rejected)} if rejected else {}
-    write_dataset(out, {"train": train, "test": test}, ["<blank>"], info, files=files)
+    write_dataset(out, {"train": train, "test": test}, ["<blank>"], info, files=files, overwrite=overwrite)
     msg = f"wrote {out}: {len(train_p)} training puzzles ({P} x {num_aug + 1} views), {len(test_col)} test puzzles"
     if rated:
         hist = np.histogram(test_col.ratings, bins=[*rating_buckets, np.inf])[0]

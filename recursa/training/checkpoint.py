@@ -1,72 +1,97 @@
-"""Checkpoints: complete, boring, safe to load (no pickle).
+"""Checkpoints: complete, boring, safe to load (no pickle), verified on load.
 
 A checkpoint is a directory ``RUN/checkpoints/step_0000123/`` holding
 
-- ``config.json``        resolved run config, data spec, task, step, parameter count;
+- ``config.json``        resolved run config, data spec, task, step, parameter count, and the
+  SHA-256 of every other file of the checkpoint (``files``), checked whenever a file is loaded;
 - ``model.safetensors``  the weights to use for inference (the EMA weights when EMA is on);
 - ``train_state.safetensors`` + ``train_state.json``  everything needed to resume exactly: raw
   weights and buffers, EMA shadow, optimiser moments, the ACT carry (recursion state and current
   puzzles of every batch row), generator states, sampler position, step and elapsed time.
 
-It is written to a temporary directory and renamed into place; ``RUN/latest`` (a one-line file,
-replaced atomically) names the newest one. Older checkpoints beyond ``keep`` are deleted.
+It is written into a staging directory, flushed to disk and swapped into place atomically
+(:func:`recursa.storage.replace_dir`), so a crash leaves the old or the new checkpoint, never a
+mix; ``RUN/latest`` (a one-line file, replaced atomically) names the newest one. Older
+checkpoints beyond ``keep`` are deleted only after ``latest`` names the new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import storage
 from ..errors import RecursaError
+from ..storage import atomic_write_text  # noqa: F401  (re-exported: the writer of small files)
 
 FORMAT_VERSION = 1
-
-
-def atomic_write_text(path: Path, text: str):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
 
 
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_checkpoint_dir(final: Path, meta: dict, model_weights: dict[str, torch.Tensor],
                          extra: dict[str, dict[str, torch.Tensor] | object] | None = None) -> Path:
-    """Write ``config.json`` + ``model.safetensors`` (+ ``extra`` files: tensors dicts as
-    safetensors, anything else as JSON) into a temporary sibling, then rename it to ``final``."""
+    """Write ``model.safetensors`` (+ ``extra`` files: tensor dicts as safetensors, anything else
+    as JSON) and then ``config.json`` with their checksums into a staging sibling, flush them,
+    then swap it in at ``final`` atomically. The caller decides whether ``final`` may be replaced."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = storage.staging_dir(final)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
-        (tmp / "config.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **meta}, indent=1))
-        save_file(_contiguous(model_weights), str(tmp / "model.safetensors"))
-        for name, content in (extra or {}).items():
+        files = {"model.safetensors": model_weights, **(extra or {})}
+        sums = {}
+        for name, content in files.items():
+            path = tmp / name
             if name.endswith(".safetensors"):
-                save_file(_contiguous(content), str(tmp / name))
+                save_file(_contiguous(content), str(path))
             else:
-                (tmp / name).write_text(json.dumps(content))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
+                path.write_text(json.dumps(content))
+            storage.fsync_path(path)
+            os.chmod(path, 0o666 & ~umask)
+            sums[name] = sha256_file(path)
+        config = tmp / "config.json"
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"format_version": FORMAT_VERSION, **meta, "files": sums}, indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(config, 0o666 & ~umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        storage.fsync_path(tmp)
+        storage.replace_dir(tmp, final)
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (OSError, SafetensorError)):  # disk full, read-only...: the old one is intact
+            raise storage.write_failure(final, "checkpoint", e) from e
         raise
     return final
+
+
+def step_dirs(ckpt_root: Path) -> list[Path]:
+    """The checkpoint directories of a run, oldest first (by step number)."""
+    if not ckpt_root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
 
 
 def save(run_dir: Path, step: int, meta: dict, model_weights: dict[str, torch.Tensor],
@@ -75,10 +100,13 @@ def save(run_dir: Path, step: int, meta: dict, model_weights: dict[str, torch.Te
     ckpt_root = run_dir / "checkpoints"
     final = write_checkpoint_dir(ckpt_root / f"step_{step:07d}", {**meta, "step": step}, model_weights,
                                  {"train_state.safetensors": state_tensors, "train_state.json": state_json})
-    atomic_write_text(run_dir / "latest", f"checkpoints/{final.name}\n")
-    old = sorted(p for p in ckpt_root.glob("step_*") if p.is_dir())
-    for p in old[:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
+    try:
+        atomic_write_text(run_dir / "latest", f"checkpoints/{final.name}\n")
+    except OSError as e:
+        raise storage.write_failure(run_dir / "latest", "pointer to the newest checkpoint", e) from e
+    for p in step_dirs(ckpt_root)[:-keep]:
+        if p != final:
+            shutil.rmtree(p, ignore_errors=True)
     return final
 
 
@@ -89,8 +117,9 @@ def resolve(path: str | Path) -> Path:
         return path
     latest = path / "latest"
     if latest.is_file():
-        target = path / latest.read_text().strip()
-        if (target / "config.json").is_file():
+        name = storage.read_text(latest).strip()
+        target = path / name
+        if name and (target / "config.json").is_file():
             return target
         raise RecursaError(f"{latest}: points to {target}, which is not a checkpoint")
     if not path.exists():
@@ -100,21 +129,41 @@ def resolve(path: str | Path) -> Path:
 
 def read_meta(ckpt: Path) -> dict:
     path = ckpt / "config.json"
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise RecursaError(f"{path}: invalid JSON: {e}") from None
+    meta = storage.read_json(path, expect=dict)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise RecursaError(f"{path}: checkpoint format {meta.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
     for key in ("config", "spec", "step"):
         if key not in meta:
             raise RecursaError(f"{path}: missing key '{key}'")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise RecursaError(f"{path}: checkpoint format {meta.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+    if not isinstance(meta["config"], dict):
+        raise RecursaError(f"{path}: 'config' must be a JSON object")
+    if not isinstance(meta["step"], int) or isinstance(meta["step"], bool) or meta["step"] < 0:
+        raise RecursaError(f"{path}: 'step' must be an integer >= 0, got {meta['step']!r}")
+    files = meta.get("files")
+    if files is not None and not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
+        raise RecursaError(f"{path}: 'files' must map file names to SHA-256 hex digests")
     return meta
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def verify(path: Path, meta: dict) -> None:
+    """Check ``path`` (a file of the checkpoint) against the checksum recorded in ``meta``.
+    Checkpoints written before checksums existed have none and are not checked."""
+    expected = (meta.get("files") or {}).get(path.name)
+    if expected is None:
+        return
     if not path.is_file():
         raise RecursaError(f"{path}: missing")
+    if sha256_file(path) != expected:
+        raise RecursaError(f"{path}: checksum mismatch: the file changed or was damaged after it was written "
+                           f"(SHA-256 recorded in {path.parent / 'config.json'})")
+
+
+def load_tensors(path: Path, meta: dict | None = None) -> dict[str, torch.Tensor]:
+    """Load a safetensors file of a checkpoint, verified against ``meta``'s checksum when given."""
+    if not path.is_file():
+        raise RecursaError(f"{path}: missing")
+    if meta is not None:
+        verify(path, meta)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:

@@ -13,7 +13,7 @@ from ..errors import RecursaError
 class MetricLogger:
     def __init__(self, run_dir: Path, sinks: list[str], config: dict, resume: bool):
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.file = open(self.path, "a" if resume else "w")
+        self.file = open(self.path, "a" if resume else "w", encoding="utf-8")
         self.tb = self.wandb = None
         if "tensorboard" in sinks:
             try:
@@ -58,6 +58,7 @@ class Progress:
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
+        self.closed = False
 
     def update(self, text: str):
         if not self.enabled:
@@ -77,6 +78,7 @@ class Progress:
         self.stream.flush()
 
     def close(self):
-        if self.enabled and self.tty:
+        if self.enabled and self.tty and not self.closed:
             self.stream.write("\n")
             self.stream.flush()
+        self.closed = True

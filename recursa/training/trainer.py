@@ -8,20 +8,27 @@ updated. Metrics stay on the device and are read (one host sync) only every ``lo
 ``fit(cfg, resume=True)`` continues a run from its latest checkpoint and ends bit-identical to an
 uninterrupted run (same device and thread count): the checkpoint holds the weights, EMA,
 optimiser moments, carry, generator states and sampler position.
+
+Safety: one trainer per run directory (``RUN/.lock``); a non-finite loss stops the run (or skips
+the step, ``train.on_nonfinite``) and nothing non-finite is ever saved, so the last good
+checkpoint is never overwritten or pruned; the final checkpoint is written before the final
+evaluation, and an evaluation that fails never discards the weights.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
 import torch
 
 from .. import config as config_mod
+from .. import storage
 from ..config import RunConfig
 from ..data.dataset import TrainSampler
-from ..data.format import load_split, read_task_info
+from ..data.format import check_task_matches, load_split, read_task_info
 from ..errors import RecursaError
 from ..evaluation.evaluate import evaluate
 from ..inference import pick_device, to_device
@@ -34,17 +41,27 @@ from .losses import act_loss
 from .optim import AdamATan2, SignSGDSparse, lr_at
 
 
+# Entries a run directory may hold (anything else means train.out names someone else's directory).
+RUN_ENTRIES = {"config.toml", "metrics.jsonl", "checkpoints", "latest", ".lock", "tensorboard", "wandb"}
+# Resuming with a different value of these cannot continue the saved state.
+RESUME_FIXED = ("batch_size", "optimizer", "ema")
+# Temporary files of the trainer's own writers (only one trainer holds the run lock, so any left are stale).
+_RUN_TEMP = re.compile(r"^\.(latest|config\.toml|metrics\.jsonl)\.")
+_CKPT_TEMP = re.compile(r"^\.step_\d+\.(tmp|old)")
+
+
+class Diverged(RecursaError):
+    """Training produced a non-finite loss or non-finite weights."""
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, *, resume: bool = False, progress: bool = True, log=print):
-        self.cfg, self.log = cfg, log
+        self.cfg, self.log, self.resume = cfg, log, resume
         t = cfg.train
         if not t.data:
             raise RecursaError("train.data is not set (a dataset directory, e.g. from `recursa build`)")
         self.run_dir = Path(t.out)
-        if not resume and (self.run_dir / "latest").exists():
-            raise RecursaError(f"{self.run_dir}: run directory already has checkpoints; use --resume or another train.out")
-        if resume and not (self.run_dir / "latest").exists():
-            raise RecursaError(f"{self.run_dir}: nothing to resume (no 'latest' checkpoint)")
+        self._check_run_dir()
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
         self.device = pick_device(t.device)
@@ -56,12 +73,19 @@ class Trainer:
         self.task_info = {"task": task_info["task"], "params": task_info.get("params", {})} if task_info else None
         self.task = load_task(self.task_info) if self.task_info else None
         m = self.train_split.meta
+        if self.task is not None:
+            check_task_matches(self.task, m, t.data)
+            if self.test_split is not None:
+                check_task_matches(self.task, self.test_split.meta, t.data, "test")
         self.spec = DataSpec(vocab_size=int(m["vocab_size"]), seq_len=int(m["seq_len"]),
                              num_puzzle_identifiers=int(m["num_puzzle_identifiers"]))
         if self.test_split is not None:
             tm = self.test_split.meta
             if (tm["vocab_size"], tm["seq_len"]) != (self.spec.vocab_size, self.spec.seq_len):
                 raise RecursaError(f"{t.data}: train and test splits disagree on vocab_size/seq_len")
+        if self.task is not None and self.task.name == "arc" and self.test_split is not None:
+            from ..evaluation.arc import ArcVoting
+            ArcVoting.for_split(t.data, self.test_split)  # the files evaluation needs, checked now, not after training
 
         self.model: ACT = build_model(cfg.model, self.spec, seed=t.seed).to(self.device)
         self.model.train()
@@ -78,6 +102,11 @@ class Trainer:
         self.carry: Carry | None = None
         self.step = 0
         self.elapsed = 0.0
+        # First step whose loss was not finite (-1: none), kept on the device: no host sync per step.
+        self.bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
+        self.skipped = 0  # steps skipped for a non-finite loss (on_nonfinite = "skip_step")
+        self.skip_streak = 0
+        self.last_good: Path | None = None
         if t.steps:
             self.total_steps = t.steps
         elif t.epochs:
@@ -88,19 +117,134 @@ class Trainer:
         else:
             raise RecursaError("set train.steps, train.epochs or train.max_time_s")
         self.n_params = count_parameters(self.model)
-        if resume:
-            self._load_state()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.atomic_write_text(self.run_dir / "config.toml", config_mod.to_toml(cfg))
-        self.logger = MetricLogger(self.run_dir, t.loggers, config_mod.to_dict(cfg), resume)
         self.progress = Progress(progress)
+        self.logger = None
+        self._open_run_dir()
+
+    # ------------------------------------------------------------------ run directory
+    def _check_run_dir(self):
+        """train.out is free, empty, or a run directory; never someone else's directory or a file."""
+        d = self.run_dir
+        if d.is_symlink() and not d.exists():
+            raise RecursaError(f"train.out {d}: a dangling symbolic link")
+        if d.exists() and not d.is_dir():
+            raise RecursaError(f"train.out {d}: exists and is not a directory")
+        if d.is_dir():
+            try:
+                resolved, cwd = d.resolve(), Path.cwd().resolve()
+            except OSError:
+                resolved, cwd = d, None
+            if cwd is not None and (resolved == cwd or resolved in cwd.parents):
+                raise RecursaError(f"train.out {d}: that is the current directory or one of its parents; "
+                                   "name a run directory, e.g. runs/mine")
+            odd = sorted(e.name for e in d.iterdir() if e.name not in RUN_ENTRIES and not e.name.startswith("."))
+            if odd:
+                raise RecursaError(f"train.out {d}: exists and is not a recursa run directory (it holds {odd[0]!r}); "
+                                   "choose a new or empty directory")
+        elif self.resume:
+            raise RecursaError(f"{d}: nothing to resume (no 'latest' checkpoint)")
+
+    def _open_run_dir(self):
+        """Take the run lock, then (under it) check/restore the state and open the metric log."""
+        created = not self.run_dir.exists()
+        self.lock = storage.RunLock(self.run_dir, log=self.log).acquire()
+        try:
+            latest = self.run_dir / "latest"
+            if not self.resume and latest.exists():
+                raise RecursaError(f"{self.run_dir}: run directory already has checkpoints; use --resume or another train.out")
+            if self.resume and not latest.exists():
+                raise RecursaError(f"{self.run_dir}: nothing to resume (no 'latest' checkpoint)")
+            self._clean_leftovers()
+            if self.resume:
+                self._load_state()
+                self._trim_metrics()
+            checkpoint.atomic_write_text(self.run_dir / "config.toml", config_mod.to_toml(self.cfg))
+            self.logger = MetricLogger(self.run_dir, self.cfg.train.loggers, config_mod.to_dict(self.cfg), self.resume)
+        except BaseException:
+            self.lock.release()
+            if created:  # leave nothing behind for a run that never started
+                (self.run_dir / ".lock").unlink(missing_ok=True)
+                try:
+                    self.run_dir.rmdir()
+                except OSError:
+                    pass
+            raise
+
+    def _clean_leftovers(self):
+        """Temporary files and checkpoint dirs of killed trainers (we hold the lock: none is live)."""
+        removed = []
+        for root, pattern in ((self.run_dir, _RUN_TEMP), (self.run_dir / "checkpoints", _CKPT_TEMP)):
+            if not root.is_dir():
+                continue
+            for e in sorted(root.iterdir()):
+                if pattern.match(e.name):
+                    storage.remove_tree(e)
+                    removed.append(e.name)
+        if removed:
+            self.log(f"note: removed {len(removed)} temporary file(s) left by an interrupted run in {self.run_dir}: "
+                     + ", ".join(removed[:4]) + (" ..." if len(removed) > 4 else ""))
+
+    def _trim_metrics(self):
+        """Drop metric rows logged after the checkpoint we resume from (they will be logged again)
+        and any line torn by a kill, so metrics.jsonl stays one row per step."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep, dropped = [], 0
+        for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+                ok = isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= self.step
+            except ValueError:
+                ok = False
+            if ok:
+                keep.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            checkpoint.atomic_write_text(path, "".join(x + "\n" for x in keep))
+            self.log(f"note: {path}: dropped {dropped} row(s) logged after step {self.step}, the checkpoint resumed from")
+
+    def __del__(self):
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
+
+    def close(self):
+        self.progress.close()
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
+        self.lock.release()
 
     # ------------------------------------------------------------------ state
     def _meta(self) -> dict:
         return {"config": config_mod.to_dict(self.cfg), "spec": vars(self.spec), "task": self.task_info,
                 "arch": self.cfg.model.arch, "params": self.n_params, "ema_weights": self.ema is not None}
 
+    def _check_finite(self):
+        """Raise :class:`Diverged` when a loss since the start was non-finite or the weights are."""
+        bad = int(self.bad_step)  # host sync: only at log intervals and before saving
+        if bad >= 0:
+            lr = self.cfg.train.lr * lr_at(bad, 1.0, self.cfg.train.lr_warmup_steps, self.total_steps,
+                                           self.cfg.train.lr_min_ratio)
+            self._diverged(f"the loss became non-finite at step {bad} (learning rate there {lr:.3g})")
+        tensors = list(self.model.parameters()) + (list(self.ema.shadow.values()) if self.ema is not None else [])
+        if tensors and not bool(torch.stack([torch.isfinite(x).all() for x in tensors]).all()):
+            self._diverged(f"the weights became non-finite by step {self.step}")
+
+    def _diverged(self, what: str):
+        if self.logger is not None:
+            self.logger.log(self.step, {"diverged": what})
+        kept = f"the last good checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written"
+        fix = ("lower train.lr (or lengthen train.lr_warmup_steps)" if self.cfg.train.on_nonfinite == "stop"
+               else "lower train.lr")
+        raise Diverged(f"training diverged: {what}; stopped at step {self.step} without saving ({kept}); {fix}"
+                       + (', or set train.on_nonfinite = "skip_step"' if self.cfg.train.on_nonfinite == "stop" else ""))
+
     def save(self) -> Path:
+        """Write a checkpoint of the current state; refuses (Diverged) when anything is non-finite."""
+        self._check_finite()
         tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
@@ -119,38 +263,112 @@ class Trainer:
         tensors["rng.torch"] = self.gen.get_state()
         state_json = {"step": self.step, "elapsed": self.elapsed, "sampler": self.sampler.state_dict(),
                       "optimizer": opt_json, "has_carry": self.carry is not None,
-                      "carry_state_len": len(self.carry.state) if self.carry is not None else 0}
+                      "carry_state_len": len(self.carry.state) if self.carry is not None else 0,
+                      "skipped_steps": self.skipped,
+                      "data": {"examples": self.train_split.num_examples, "groups": self.train_split.num_groups}}
         weights = self.model.state_dict()
         if self.ema is not None:
             weights = {**weights, **self.ema.shadow}
-        return checkpoint.save(self.run_dir, self.step, self._meta(), weights, tensors, state_json,
+        path = checkpoint.save(self.run_dir, self.step, self._meta(), weights, tensors, state_json,
                                keep=self.cfg.train.keep_checkpoints)
+        self.last_good = path
+        return path
 
     def _load_state(self):
         ckpt = checkpoint.resolve(self.run_dir)
         meta = checkpoint.read_meta(ckpt)
-        saved_model = meta["config"]["model"]
-        if saved_model != config_mod.to_dict(self.cfg)["model"]:
+        cfg_path = ckpt / "config.json"
+        saved = meta["config"]
+        now = config_mod.to_dict(self.cfg)
+        if saved.get("model") != now["model"]:
             raise RecursaError(f"{ckpt}: the [model] section differs from the checkpoint's; resume with the same model config")
-        tensors = checkpoint.load_tensors(ckpt / "train_state.safetensors")
-        state = json.loads((ckpt / "train_state.json").read_text())
+        saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
+        show = config_mod.toml_value
+        for key in RESUME_FIXED:
+            if key in saved_train and saved_train[key] != now["train"][key]:
+                raise RecursaError(f"train.{key} = {show(now['train'][key])} differs from the checkpoint's "
+                                   f"{show(saved_train[key])} ({cfg_path}); the saved state cannot continue with another "
+                                   f"value: resume with train.{key} = {show(saved_train[key])} or start a new run")
+        changed = [f"train.{k} {show(saved_train[k])} -> {show(v)}" for k, v in now["train"].items()
+                   if k in saved_train and saved_train[k] != v and k not in ("steps", "out", "data")]
+        if changed:
+            self.log("note: resuming with changed settings (the run will differ from an uninterrupted one): "
+                     + ", ".join(changed))
+        ts_path, sj_path = ckpt / "train_state.safetensors", ckpt / "train_state.json"
+        tensors = checkpoint.load_tensors(ts_path, meta)
+        checkpoint.verify(sj_path, meta)
+        state = storage.read_json(sj_path, expect=dict)
+
+        def field(key, kind, what):
+            v = state.get(key)
+            if v is None or not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+                raise RecursaError(f"{sj_path}: missing or invalid '{key}' (expected {what})")
+            return v
+
+        def tensor(name):
+            if name not in tensors:
+                raise RecursaError(f"{ts_path}: missing tensor '{name}'")
+            return tensors[name]
+
+        step = field("step", int, "an integer")
+        elapsed = field("elapsed", (int, float), "a number")
+        sampler_state = field("sampler", dict, "the sampler state")
+        opt_json = field("optimizer", dict, "the optimizer state")
+        has_carry = field("has_carry", bool, "true/false")
+        carry_len = field("carry_state_len", int, "an integer")
+        data = state.get("data")
+        if isinstance(data, dict) and (data.get("examples"), data.get("groups")) != (
+                self.train_split.num_examples, self.train_split.num_groups):
+            raise RecursaError(f"{self.cfg.train.data}: the training split has {self.train_split.num_examples} examples in "
+                               f"{self.train_split.num_groups} groups, the run was trained on {data.get('examples')} in "
+                               f"{data.get('groups')} ({sj_path}); resume on the same dataset")
         dev = self.device
-        checkpoint.load_weights_into(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, ckpt)
+        checkpoint.load_weights_into(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, ts_path)
         if self.ema is not None:
-            self.ema.shadow = {k[4:]: v.to(dev) for k, v in tensors.items() if k.startswith("ema.")}
-        opt_json = state["optimizer"]
-        opt_state = {"param_groups": opt_json["param_groups"],
-                     "state": {int(i): {n: tensors[f"optim.{i}.{n}"] for n in names}
-                               for i, names in opt_json["state_keys"].items()}}
-        self.opt.load_state_dict(opt_state)
-        if state["has_carry"]:
-            self.carry = Carry(
-                state=tuple(tensors[f"carry.state.{i}"].to(dev) for i in range(state["carry_state_len"])),
-                steps=tensors["carry.steps"].to(dev), halted=tensors["carry.halted"].to(dev),
-                data={k[len("carry.data."):]: v.to(dev) for k, v in tensors.items() if k.startswith("carry.data.")})
-        self.gen.set_state(tensors["rng.torch"])
-        self.sampler.load_state_dict(state["sampler"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+            shadow = {k[4:]: v.to(dev) for k, v in tensors.items() if k.startswith("ema.")}
+            for k, v in self.ema.shadow.items():
+                if k not in shadow or shadow[k].shape != v.shape:
+                    raise RecursaError(f"{ts_path}: missing or wrongly-shaped EMA tensor 'ema.{k}'")
+            self.ema.shadow = {k: shadow[k].to(v.dtype) for k, v in self.ema.shadow.items()}
+        try:
+            groups = opt_json["param_groups"]
+            keys = opt_json["state_keys"]
+            params = [p for g in self.opt.param_groups for p in g["params"]]
+            opt_state = {"param_groups": groups, "state": {}}
+            for i, names in keys.items():
+                st = {}
+                for n in names:
+                    v = tensor(f"optim.{i}.{n}")
+                    if n in ("exp_avg", "exp_avg_sq") and v.shape != params[int(i)].shape:
+                        raise RecursaError(f"{ts_path}: optim.{i}.{n} has shape {tuple(v.shape)}, the parameter "
+                                           f"{tuple(params[int(i)].shape)}")
+                    st[n] = v
+                opt_state["state"][int(i)] = st
+            self.opt.load_state_dict(opt_state)
+        except RecursaError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise RecursaError(f"{sj_path}: the optimizer state does not fit train.optimizer = "
+                               f"{self.cfg.train.optimizer!r} ({type(e).__name__}: {e})") from None
+        B = self.cfg.train.batch_size
+        if has_carry:
+            carry = Carry(state=tuple(tensor(f"carry.state.{i}").to(dev) for i in range(carry_len)),
+                          steps=tensor("carry.steps").to(dev), halted=tensor("carry.halted").to(dev),
+                          data={k: tensor(f"carry.data.{k}").to(dev) for k in ("inputs", "labels", "puzzle_identifiers")})
+            if any(x.shape[0] != B for x in (*carry.state, carry.steps, carry.halted, *carry.data.values())):
+                raise RecursaError(f"{ts_path}: the saved ACT carry is not for train.batch_size = {B}")
+            self.carry = carry
+        try:
+            self.gen.set_state(tensor("rng.torch"))
+        except (RuntimeError, TypeError) as e:
+            raise RecursaError(f"{ts_path}: tensor 'rng.torch' is not a generator state ({e})") from None
+        try:
+            self.sampler.load_state_dict(sampler_state)
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecursaError(f"{sj_path}: invalid 'sampler' state ({type(e).__name__}: {e})") from None
+        self.step, self.elapsed = step, float(elapsed)
+        self.skipped = int(state.get("skipped_steps", 0) or 0)
+        self.last_good = ckpt
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     # ------------------------------------------------------------------ loop
@@ -161,8 +379,15 @@ class Trainer:
         self.carry, out = self.model(self.carry, batch, generator=self.gen)
         c = self.carry
         loss, metrics = act_loss(out, c.data["labels"], c.halted, c.steps, t.loss)
-        (loss / t.batch_size).backward()
         self.step += 1
+        finite = torch.isfinite(loss)
+        if t.on_nonfinite == "skip_step":
+            if not bool(finite):  # one host sync per step, the price of skipping
+                return self._skip_step(metrics)
+            self.skip_streak = 0
+        else:  # remember the first bad step on the device; checked at log intervals and before saving
+            self.bad_step = torch.where((self.bad_step < 0) & ~finite, self.step, self.bad_step)
+        (loss / t.batch_size).backward()
         lr_scale = lr_at(self.step, 1.0, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio)
         for group in self.opt.param_groups:
             group["lr"] = t.lr * lr_scale
@@ -176,6 +401,22 @@ class Trainer:
             self.ema.update(self.model)
         metrics["loss"] = loss.detach()
         return metrics
+
+    def _skip_step(self, metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Drop this step's update: no optimizer, puzzle-embedding or EMA step; the in-flight puzzles
+        (whose recursion state may be non-finite) restart with the next batch."""
+        self.opt.zero_grad(set_to_none=True)
+        if self.sparse is not None:
+            self.sparse.zero_grad()
+        self.carry = None
+        self.skipped += 1
+        self.skip_streak += 1
+        self.progress.message(f"step {self.step}: non-finite loss, step skipped ({self.skipped} so far)")
+        if self.skip_streak >= self.cfg.train.max_nonfinite_skips:
+            self._diverged(f"the loss was non-finite {self.skip_streak} steps in a row (up to step {self.step})")
+        zero = {k: torch.zeros_like(v) for k, v in metrics.items()}
+        zero["loss"] = torch.zeros((), device=self.device)
+        return zero
 
     def eval_model(self) -> ACT:
         return self.ema.averaged(self.model) if self.ema is not None else self.model
@@ -193,12 +434,17 @@ class Trainer:
         return res
 
     def fit(self) -> Path:
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> Path:
         t = self.cfg.train
         sums: dict[str, torch.Tensor] = {}
         window_steps, window_start = 0, time.perf_counter()
         start = time.perf_counter()
         elapsed0 = self.elapsed
-        last_eval = None
         self.progress.message(f"training {self.cfg.model.arch} ({self.n_params:,} parameters) on {self.device} "
                               f"-> {self.run_dir}")
         while self.step < self.total_steps:
@@ -226,6 +472,8 @@ class Trainer:
                        "train/steps": vals["steps"] / count, "steps_per_s": rate, "elapsed_s": self.elapsed}
                 if "q_continue_loss" in vals:
                     row["train/q_continue_loss"] = vals["q_continue_loss"] / window_steps / t.batch_size
+                if self.skipped:
+                    row["train/skipped_steps"] = self.skipped
                 self.logger.log(self.step, row)
                 if t.max_time_s and self.total_steps >= 10**12:
                     eta = t.max_time_s - self.elapsed
@@ -240,24 +488,33 @@ class Trainer:
                 for v in sums.values():
                     v.zero_()
                 window_steps, window_start = 0, now
+                if int(self.bad_step) >= 0:  # already synced above: free
+                    self._check_finite()
             if t.eval_interval > 0 and self.step % t.eval_interval == 0 and not last:
-                last_eval = self._log_eval()
+                self._log_eval(final=False)
             if t.checkpoint_interval > 0 and self.step % t.checkpoint_interval == 0 and not last:
                 self.save()
             if out_of_time:
                 break
-        if t.eval_interval >= 0:
-            last_eval = self._log_eval()
-        path = self.save()
+        path = self.save()  # the final checkpoint comes before the final evaluation
+        last_eval = self._log_eval(final=True) if t.eval_interval >= 0 else None
         self.progress.close()
-        self.logger.close()
         if last_eval is not None:
             self.log(f"final: exact accuracy {last_eval['exact_accuracy']:.3f} on {last_eval['n']} test puzzles")
         self.log(f"checkpoint: {path}")
         return path
 
-    def _log_eval(self) -> dict:
-        res = self.run_eval()
+    def _log_eval(self, final: bool) -> dict:
+        try:
+            res = self.run_eval()
+        except Exception as e:
+            self.model.train()
+            if final:
+                saved = f"the final checkpoint {self.last_good} was written before it"
+            else:
+                saved = f"the weights were saved first: {self.save()}"
+            msg = str(e) if isinstance(e, RecursaError) else f"{type(e).__name__}: {e}"
+            raise RecursaError(f"evaluation at step {self.step} failed ({msg}); {saved}") from e
         flat = {f"eval/{k}": v for k, v in res.items() if v is not None and k not in ("exact_by_rating", "arc")}
         for k, v in res.get("arc", {}).items():
             flat[f"eval/ARC/{k}"] = v
