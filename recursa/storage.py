@@ -122,8 +122,13 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, sync: bool = True) -> N
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and e.errno is not None:  # name the user's path, not our hidden one
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 
@@ -184,10 +189,13 @@ def staging_dir(final: str | Path) -> Path:
     writers for the same name are cleaned first)."""
     final = Path(final)
     parent = final.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(parent, final.name)
-    tmp = parent / _tag(final.name, "tmp")
-    tmp.mkdir()
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        clean_stale(parent, final.name)
+        tmp = parent / _tag(final.name, "tmp")
+        tmp.mkdir()
+    except OSError as e:  # read-only, permissions...: name the user's path, not our hidden one
+        raise OSError(e.errno, e.strerror, str(final)) from None
     return tmp
 
 
@@ -367,7 +375,8 @@ def write_failure(target: Path, what: str, e: BaseException) -> RecursaError:
     try:
         free = shutil.disk_usage(next(p for p in (target, *target.parents) if p.exists())).free
         if free < (64 << 20) and "space" not in msg.lower():
-            msg += f"; only {free / 2**20:.1f} MiB free on that disk"
+            # e.g. numpy's "N requested and M written", which carries no errno
+            msg = f"No space left on device: {msg}; only {free / 2**20:.1f} MiB free on that disk"
     except (OSError, StopIteration):
         pass
     return RecursaError(f"{target}: cannot write the {what} ({msg[:300]}); nothing was left half-written")

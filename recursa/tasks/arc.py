@@ -313,6 +313,8 @@ class ArcTask:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
             raise RecursaError(f"{where}: not a JSON grid ({e})") from None
+        except RecursionError:
+            raise RecursaError(f"{where}: not a JSON grid (nested too deeply)") from None
         g = to_grid(obj, where)
         return place(g[None], np.zeros(1, np.int64), np.zeros(1, np.int64))[0]
 

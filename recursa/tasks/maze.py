@@ -107,10 +107,11 @@ class MazeTask:
     def parse(self, text: str, where: str = "maze") -> np.ndarray:
         """``size`` lines of ``size`` characters (or one line of size*size): '#' wall, ' ' or '.'
         open, 'S' start, 'G' goal. Exactly one S and one G, and G reachable from S."""
-        rows = [r for r in text.split("\n") if r.strip()]
+        n = self.size
+        rows = [r.rstrip("\r") for r in text.split("\n")]
+        rows = [r for r in rows if r.strip() or len(r) == n]  # a row of n spaces is an open row
         s = "".join(rows) if len(rows) > 1 else (rows[0] if rows else "")
         s = s.replace(".", " ")
-        n = self.size
         if len(s) != n * n:
             raise RecursaError(f"{where}: {len(s)} cells, expected {n * n} for a {self.describe()}")
         return validate_questions(_cell_bytes([s], n, lambda i: where), n, lambda i: where)[0]

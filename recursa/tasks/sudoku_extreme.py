@@ -18,6 +18,7 @@ augmentation are vectorised over puzzles.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,7 +247,7 @@ def parse_buckets(text: str) -> tuple[float, ...]:
         edges = tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise RecursaError(f"--rating-buckets {text!r}: expected increasing numbers separated by commas") from None
-    if not edges or any(b <= a for a, b in zip(edges, edges[1:])):
+    if not edges or not all(math.isfinite(b) for b in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
         raise RecursaError(f"--rating-buckets {text!r}: expected increasing numbers separated by commas")
     return edges
 

@@ -195,7 +195,7 @@ class Trainer:
             try:
                 row = json.loads(line)
                 ok = isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= self.step
-            except ValueError:
+            except (ValueError, RecursionError):
                 ok = False
             if ok:
                 keep.append(line)
