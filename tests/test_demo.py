@@ -24,3 +24,11 @@ def test_short_demo_writes_everything(tmp_path, capsys):
         assert main(["eval", str(out / name), "--data", str(out / "data"), "--limit", "20"]) == 0
     assert main(["solve", str(out / "trm"), "--puzzle", "1... ..2. .3.. ...4"]) == 0
     assert "final answer after 8 steps" in capsys.readouterr().out
+
+
+def test_demo_step_budget_is_exact_for_both_models(tmp_path):
+    """The default budget is a number of optimizer steps (the same on every machine), given to both
+    models; the summary says how long each took."""
+    summary = run_demo("sudoku4", tmp_path / "demo", steps=6, seed=0, say=lambda *a: None)
+    assert summary["steps"] == 6 and summary["trm_train_steps"] == summary["baseline_train_steps"] == 6
+    assert set(summary["train_s"]) == {"trm", "baseline"} and all(v > 0 for v in summary["train_s"].values())

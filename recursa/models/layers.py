@@ -4,7 +4,8 @@ Notable choices (all needed for weight compatibility with the official checkpoin
 - post-norm blocks with a parameter-free RMSNorm (eps 1e-5) computed in float32;
 - fused projections: ``qkv_proj`` rows are [Q heads, K heads, V heads], ``gate_up_proj`` rows are
   [gate, up];
-- SwiGLU width = round(expansion * n * 2/3) rounded up to a multiple of 256;
+- SwiGLU width = round(expansion * n * 2/3) rounded up to a multiple of 256 (``ffn_multiple``,
+  smaller for small CPU models: the official rule makes a hidden-64 model's MLP 1.5x wider);
 - rotate-half RoPE over prefix + sequence positions, base 10000;
 - JAX-style truncated-normal initialisation (LeCun std for linears, 1/sqrt(D) for embeddings).
 """
@@ -31,10 +32,11 @@ def trunc_normal_(t: torch.Tensor, std: float, generator: torch.Generator | None
         return t.mul_(std / _TRUNC2_STD)
 
 
-def swiglu_width(n: int, expansion: float) -> int:
-    """Inner width of the official SwiGLU: round(expansion*n*2/3) up to a multiple of 256."""
+def swiglu_width(n: int, expansion: float, multiple: int = 256) -> int:
+    """Inner width of the SwiGLU: round(expansion*n*2/3) up to a multiple of ``multiple`` (the
+    official code: 256)."""
     inter = round(expansion * n * 2 / 3)
-    return -(inter // -256) * 256
+    return -(inter // -multiple) * multiple
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -122,9 +124,9 @@ class Attention(nn.Module):
 class SwiGLU(nn.Module):
     """SwiGLU over the last axis of width ``n`` (gate first in ``gate_up_proj``)."""
 
-    def __init__(self, n: int, expansion: float, generator: torch.Generator | None = None):
+    def __init__(self, n: int, expansion: float, generator: torch.Generator | None = None, multiple: int = 256):
         super().__init__()
-        inter = swiglu_width(n, expansion)
+        inter = swiglu_width(n, expansion, multiple)
         self.gate_up_proj = Linear(n, 2 * inter, generator=generator)
         self.down_proj = Linear(inter, n, generator=generator)
 
@@ -140,14 +142,14 @@ class Block(nn.Module):
     """
 
     def __init__(self, hidden: int, num_heads: int, expansion: float, seq_positions: int,
-                 mlp_t: bool, eps: float, generator: torch.Generator | None = None):
+                 mlp_t: bool, eps: float, generator: torch.Generator | None = None, ffn_multiple: int = 256):
         super().__init__()
         self.eps = eps
         if mlp_t:
-            self.mlp_t = SwiGLU(seq_positions, expansion, generator)
+            self.mlp_t = SwiGLU(seq_positions, expansion, generator, ffn_multiple)
         else:
             self.self_attn = Attention(hidden, num_heads, generator)
-        self.mlp = SwiGLU(hidden, expansion, generator)
+        self.mlp = SwiGLU(hidden, expansion, generator, ffn_multiple)
 
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
         if hasattr(self, "mlp_t"):

@@ -280,7 +280,12 @@ class Trainer:
         cfg_path = ckpt / "config.json"
         saved = meta["config"]
         now = config_mod.to_dict(self.cfg)
-        if saved.get("model") != now["model"]:
+        try:  # fields added since the checkpoint was written take their defaults
+            saved_model = config_mod.to_dict(config_mod.RunConfig(model=config_mod.from_dict(
+                {"model": saved.get("model") or {}}).model))["model"]
+        except (RecursaError, TypeError) as e:
+            raise RecursaError(f"{cfg_path}: invalid [model] section ({e})") from None
+        if saved_model != now["model"]:
             raise RecursaError(f"{ckpt}: the [model] section differs from the checkpoint's; resume with the same model config")
         saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
         show = config_mod.toml_value

@@ -1,0 +1,203 @@
+"""Speed of the training step and of inference, on synthetic Sudoku-shaped data (``recursa bench
+train|infer``). The numbers are measured on recursa's real code paths: the trainer's own
+``train_step`` (ACT forward with the carry kept, backward of loss / batch, optimizer step, the
+sign-SGD puzzle-embedding step) and the inference engine's ``refine`` (every row run to
+``halt_max_steps``).
+
+One JSON object per run (see ``docs/benchmarks.md`` for the schema):
+
+- ``samples_per_s`` (train) or ``puzzles_per_s`` (infer), ``tokens_per_s`` (x seq_len);
+- ``step_ms_median``: one optimizer step (train) or one batch solved to the last step (infer);
+- ``peak_rss_mib``: the process's peak resident memory;
+- ``params``; ``model_gflop_per_step``: the matrix-multiply FLOPs of one step, counted by
+  ``torch.utils.flop_counter`` (forward + backward for train); ``achieved_gflops`` = that / the
+  median step time;
+- ``matmul_gflops``: a plain ``torch.mm`` of the step's largest matrix multiply, timed in the same
+  process with the same dtype and threads: the hardware's rate on that shape, so
+  ``achieved_gflops / matmul_gflops`` reads as how well the step uses the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config as config_mod
+from .errors import RecursaError
+
+SEQ_LEN, VOCAB = 81, 11  # Sudoku-shaped: 81 cells, PAD + blank + 9 digits
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    model: dict
+    train_batch: int
+    infer_batch: int
+    train: dict = field(default_factory=dict)
+
+
+_COMMON = {"arch": "trm", "expansion": 4.0, "puzzle_emb_ndim": -1, "puzzle_emb_len": 16, "halt_exploration_prob": 0.1}
+PRESETS = {
+    "tiny": Preset("hidden 64, 2 heads, 2 layers, T=2, n=2, 4 supervision steps, attention + RoPE",
+                   {**_COMMON, "hidden_size": 64, "num_heads": 2, "L_layers": 2, "H_cycles": 2, "L_cycles": 2,
+                    "halt_max_steps": 4, "mlp_t": False, "pos_encodings": "rope"}, 32, 32),
+    "small": Preset("hidden 128, 4 heads, 2 layers, T=3, n=4, 8 supervision steps, attention + RoPE",
+                    {**_COMMON, "hidden_size": 128, "num_heads": 4, "L_layers": 2, "H_cycles": 3, "L_cycles": 4,
+                     "halt_max_steps": 8, "mlp_t": False, "pos_encodings": "rope"}, 64, 64),
+    "sudoku-mlp": Preset("the paper's Sudoku model: hidden 512, 2 layers, T=3, n=6, 16 steps, MLP token mixer",
+                         {**_COMMON, "hidden_size": 512, "num_heads": 8, "L_layers": 2, "H_cycles": 3, "L_cycles": 6,
+                          "halt_max_steps": 16, "mlp_t": True, "pos_encodings": "none"}, 16, 4),
+    "sudoku-att": Preset("as sudoku-mlp with 8-head attention + RoPE",
+                         {**_COMMON, "hidden_size": 512, "num_heads": 8, "L_layers": 2, "H_cycles": 3, "L_cycles": 6,
+                          "halt_max_steps": 16, "mlp_t": False, "pos_encodings": "rope"}, 16, 4),
+}
+TRAIN = {"optimizer": "adamw", "lr": 1e-4, "beta1": 0.9, "beta2": 0.95, "weight_decay": 1.0, "lr_warmup_steps": 1,
+         "puzzle_emb_lr": 1e-2, "puzzle_emb_weight_decay": 0.1, "ema": False, "eval_interval": -1, "log_interval": 1000}
+
+
+def synthetic_dataset(out: Path, examples: int, seed: int = 0) -> None:
+    """Random Sudoku-shaped puzzles (one puzzle identifier): speed does not depend on content."""
+    from .data.format import make_split, write_dataset
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(1, VOCAB, size=(examples, SEQ_LEN))
+    labels = rng.integers(2, VOCAB, size=(examples, SEQ_LEN))
+    split = make_split(inputs, labels, vocab_size=VOCAB, num_identifiers=2, puzzle_identifiers=np.ones(examples, np.int32))
+    write_dataset(out, {"train": split, "test": split}, ["<blank>", "synthetic"],
+                  {"format_version": 1, "task": "sudoku", "params": {"box_rows": 3, "box_cols": 3}})
+
+
+class _MatmulShapes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records (M, K, N) of every matrix multiply run under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes: list[tuple[int, int, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        aten = torch.ops.aten
+        if func in (aten.mm.default, aten.addmm.default):
+            a, b = (args[0], args[1]) if func is aten.mm.default else (args[1], args[2])
+            self.shapes.append((a.shape[0], a.shape[1], b.shape[1]))
+        elif func is aten.linear.default:  # not decomposed under inference_mode
+            x, w = args[0], args[1]
+            self.shapes.append((x.numel() // x.shape[-1], x.shape[-1], w.shape[0]))
+        elif func is aten.bmm.default:
+            a, b = args[0], args[1]
+            self.shapes.append((a.shape[0] * a.shape[1], a.shape[2], b.shape[2]))
+        return func(*args, **(kwargs or {}))
+
+
+def _count(fn) -> tuple[float, tuple[int, int, int] | None]:
+    """(matmul GFLOP of one call of ``fn``, the largest matmul shape by FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    shapes = _MatmulShapes()
+    with FlopCounterMode(display=False) as counter, shapes:
+        fn()
+    largest = max(shapes.shapes, key=lambda s: s[0] * s[1] * s[2], default=None)
+    return counter.get_total_flops() / 1e9, largest
+
+
+def matmul_rate(shape: tuple[int, int, int], dtype: torch.dtype, device: torch.device, seconds: float = 1.0) -> float:
+    """GFLOP/s of ``torch.mm`` of an (M, K) by (K, N) product, in this process."""
+    m, k, n = shape
+    a = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or reps < 3:
+        a @ b
+        reps += 1
+    _sync(device)
+    return 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_rss_mib() -> float:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kib / (1 << 20) if sys.platform == "darwin" else kib / 1024, 1)
+
+
+def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, device: str = "cpu",
+        compile: bool = False, seconds: float = 30.0, steps: int = 0, warmup: int = 3, batch: int = 0) -> dict:
+    """Measure ``target`` ("train" or "infer") on ``preset``; returns the JSON row. ``batch`` 0 means
+    the preset's batch size."""
+    from .inference import pick_device, refine, to_device
+    from .training.trainer import Trainer
+
+    if preset not in PRESETS:
+        raise RecursaError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
+    if threads < 0 or seconds <= 0 or steps < 0 or warmup < 0 or batch < 0:
+        raise RecursaError("--threads, --steps, --warmup and --batch must be >= 0, --seconds > 0")
+    p = PRESETS[preset]
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    batch = batch or (p.train_batch if target == "train" else p.infer_batch)
+    work = Path(tempfile.mkdtemp(prefix="recursa-bench-"))
+    try:
+        synthetic_dataset(work / "data", max(4 * batch, 256))
+        cfg = config_mod.from_dict({"model": {**p.model, "forward_dtype": dtype},
+                                    "train": {**TRAIN, "data": str(work / "data"), "out": str(work / "run"),
+                                              "batch_size": batch, "steps": 10**9, "seed": 0, "num_threads": threads,
+                                              "device": dev.type}})
+        trainer = Trainer(cfg, progress=False, log=lambda *a: None)
+        try:
+            model = trainer.model
+            if compile:
+                model.inner.forward = torch.compile(model.inner.forward)
+            if target == "train":
+                def one():
+                    trainer.train_step(to_device(trainer.sampler.next_batch(), dev))
+            else:
+                model.eval()
+                data = to_device(trainer.sampler.next_batch(), dev)
+
+                def one():
+                    for _ in refine(model, data):
+                        pass
+            for _ in range(max(warmup - 1, 0)):
+                one()
+            gflop, largest = _count(one)  # counted step (not timed): also the last warm-up step
+            _sync(dev)
+            times: list[float] = []
+            t_start = time.perf_counter()
+            while (len(times) < steps) if steps else (time.perf_counter() - t_start < seconds or len(times) < 3):
+                t = time.perf_counter()
+                one()
+                _sync(dev)
+                times.append(time.perf_counter() - t)
+            params = trainer.n_params
+        finally:
+            trainer.close()
+        med = statistics.median(times)
+        mean = sum(times) / len(times)
+        rate = matmul_rate(largest, getattr(torch, dtype), dev) if largest else None
+        per_s = batch / mean
+        row = {"bench": target, "preset": preset, "device": dev.type, "dtype": dtype,
+               "threads": torch.get_num_threads(), "compile": compile, "batch": batch, "steps_timed": len(times),
+               ("samples_per_s" if target == "train" else "puzzles_per_s"): round(per_s, 3),
+               "tokens_per_s": round(per_s * SEQ_LEN, 1), "step_ms_median": round(1000 * med, 2),
+               "peak_rss_mib": _peak_rss_mib(), "params": params, "model_gflop_per_step": round(gflop, 4),
+               "achieved_gflops": round(gflop / med, 2), "matmul_gflops": round(rate, 2) if rate else None,
+               "matmul_shape": list(largest) if largest else None, "torch": torch.__version__,
+               "cpus": os.cpu_count()}
+        return row
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
