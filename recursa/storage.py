@@ -409,6 +409,8 @@ class RunLock:
         self.log = log
 
     def _describe(self, info: dict) -> str:
+        if info.get("pid") is None:
+            return "owner unknown"
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"])) if isinstance(
             info.get("started"), (int, float)) else "?"
         return f"process {info.get('pid')} on {info.get('host')} (since {since})"
@@ -437,6 +439,11 @@ class RunLock:
             except BlockingIOError:
                 os.close(fd)
                 info = self._read()
+                for _ in range(40):  # the owner may have the lock but not yet have written its PID
+                    if info.get("pid") is not None:
+                        break
+                    time.sleep(0.05)
+                    info = self._read()
                 raise RecursaError(f"{self.path.parent}: another trainer is using this run directory "
                                    f"({self._describe(info)}); wait for it to finish or use another train.out") from None
             except OSError:
@@ -453,8 +460,8 @@ class RunLock:
                                    f"({self._describe(info)}); wait for it to finish or use another train.out")
             self.log(f"note: took over the lock of {self._describe(info)}, which is no longer running")
         data = json.dumps({"pid": os.getpid(), "host": _HOST, "started": time.time()}).encode()
-        os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
         self.fd = fd
         return self
 
