@@ -32,3 +32,16 @@ def test_demo_step_budget_is_exact_for_both_models(tmp_path):
     summary = run_demo("sudoku4", tmp_path / "demo", steps=6, seed=0, say=lambda *a: None)
     assert summary["steps"] == 6 and summary["trm_train_steps"] == summary["baseline_train_steps"] == 6
     assert set(summary["train_s"]) == {"trm", "baseline"} and all(v > 0 for v in summary["train_s"].values())
+
+
+def test_the_sudoku6_cpu_recipe_is_the_demos():
+    """configs/sudoku6_trm_cpu.toml trains the demo's model with the demo's recipe."""
+    from recursa import config
+    from recursa.demo import PRESETS, TRAIN_DEFAULTS
+
+    from .conftest import REPO
+    cfg = config.load(REPO / "configs" / "sudoku6_trm_cpu.toml")
+    for key, value in PRESETS["sudoku6"].model.items():
+        assert getattr(cfg.model, key) == value, key
+    for key in ("batch_size", "lr", "lr_warmup_steps", "weight_decay", "lr_min_ratio", "ema", "ema_rate"):
+        assert getattr(cfg.train, key) == TRAIN_DEFAULTS[key], key
