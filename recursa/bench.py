@@ -47,20 +47,19 @@ class Preset:
     train: dict = field(default_factory=dict)
 
 
-_COMMON = {"arch": "trm", "expansion": 4.0, "puzzle_emb_ndim": -1, "puzzle_emb_len": 16, "halt_exploration_prob": 0.1}
+_COMMON = {"arch": "trm", "expansion": 4.0, "puzzle_emb_ndim": -1, "puzzle_emb_len": 16, "halt_exploration_prob": 0.1,
+           "L_layers": 2, "mlp_t": False, "pos_encodings": "rope"}
+_SUDOKU = {**_COMMON, "hidden_size": 512, "num_heads": 8, "H_cycles": 3, "L_cycles": 6, "halt_max_steps": 16}
 PRESETS = {
     "tiny": Preset("hidden 64, 2 heads, 2 layers, T=2, n=2, 4 supervision steps, attention + RoPE",
-                   {**_COMMON, "hidden_size": 64, "num_heads": 2, "L_layers": 2, "H_cycles": 2, "L_cycles": 2,
-                    "halt_max_steps": 4, "mlp_t": False, "pos_encodings": "rope"}, 32, 32),
+                   {**_COMMON, "hidden_size": 64, "num_heads": 2, "H_cycles": 2, "L_cycles": 2, "halt_max_steps": 4},
+                   32, 32),
     "small": Preset("hidden 128, 4 heads, 2 layers, T=3, n=4, 8 supervision steps, attention + RoPE",
-                    {**_COMMON, "hidden_size": 128, "num_heads": 4, "L_layers": 2, "H_cycles": 3, "L_cycles": 4,
-                     "halt_max_steps": 8, "mlp_t": False, "pos_encodings": "rope"}, 64, 64),
+                    {**_COMMON, "hidden_size": 128, "num_heads": 4, "H_cycles": 3, "L_cycles": 4, "halt_max_steps": 8},
+                    64, 64),
     "sudoku-mlp": Preset("the paper's Sudoku model: hidden 512, 2 layers, T=3, n=6, 16 steps, MLP token mixer",
-                         {**_COMMON, "hidden_size": 512, "num_heads": 8, "L_layers": 2, "H_cycles": 3, "L_cycles": 6,
-                          "halt_max_steps": 16, "mlp_t": True, "pos_encodings": "none"}, 16, 4),
-    "sudoku-att": Preset("as sudoku-mlp with 8-head attention + RoPE",
-                         {**_COMMON, "hidden_size": 512, "num_heads": 8, "L_layers": 2, "H_cycles": 3, "L_cycles": 6,
-                          "halt_max_steps": 16, "mlp_t": False, "pos_encodings": "rope"}, 16, 4),
+                         {**_SUDOKU, "mlp_t": True, "pos_encodings": "none"}, 16, 4),
+    "sudoku-att": Preset("as sudoku-mlp with 8-head attention + RoPE", _SUDOKU, 16, 4),
 }
 TRAIN = {"optimizer": "adamw", "lr": 1e-4, "beta1": 0.9, "beta2": 0.95, "weight_decay": 1.0, "lr_warmup_steps": 1,
          "puzzle_emb_lr": 1e-2, "puzzle_emb_weight_decay": 0.1, "ema": False, "eval_interval": -1, "log_interval": 1000}

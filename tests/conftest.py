@@ -40,3 +40,13 @@ def tiny_config(data: Path, out: Path, **train) -> config.RunConfig:
                   "device": "cpu", **train},
         "eval": {"limit": 20},
     })
+
+
+def cli_error(capsys, argv) -> str:
+    """Run the CLI in-process; assert exit 2 and exactly one `error:` line on stderr; return it."""
+    from recursa.cli import main
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err

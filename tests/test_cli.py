@@ -11,7 +11,7 @@ import pytest
 
 from recursa.cli import main
 
-from .conftest import REPO
+from .conftest import REPO, cli_error
 
 TINY_TOML = """version = 1
 [model]
@@ -37,12 +37,7 @@ limit = 10
 """
 
 
-def _err(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("error: ") and "\n" not in err, err
-    return err
+_err = cli_error
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ from recursa.data.format import check_task_matches, load_split, read_task_info
 from recursa.errors import RecursaError
 from recursa.tasks import MazeTask, SortingTask, SudokuTask, build_sorting, build_sudoku
 
+from .conftest import cli_error
+
 TOML = """version = 1
 [model]
 hidden_size = 32
@@ -39,12 +41,7 @@ limit = 8
 """
 
 
-def _err(capsys, argv) -> str:
-    code = main(argv)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("error: ") and "\n" not in err, err
-    return err
+_err = cli_error
 
 
 def _argparse_err(capsys, argv) -> str:
