@@ -134,31 +134,49 @@ def _peak_rss_mib() -> float:
 
 
 def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, device: str = "cpu",
-        compile: bool = False, seconds: float = 30.0, steps: int = 0, warmup: int = 3, batch: int = 0) -> dict:
+        compile: bool = False, seconds: float = 30.0, steps: int = 0, warmup: int = 3, batch: int = 0,
+        impl: str = "recursa", official: str | None = None, reference_ops: bool = False) -> dict:
     """Measure ``target`` ("train" or "infer") on ``preset``; returns the JSON row. ``batch`` 0 means
-    the preset's batch size."""
+    the preset's batch size. ``impl="official"`` drives the official TRM code found in the
+    checkout ``official`` the way its training and evaluation loops do (see :mod:`recursa.bench_official`);
+    ``reference_ops`` runs recursa with the plain PyTorch elementwise ops (no :mod:`recursa.models.fused`)."""
     from .inference import pick_device, refine, to_device
-    from .training.trainer import Trainer
+    from .models import fused
+    from .perf import allocator_state
 
     if preset not in PRESETS:
         raise RecursaError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
     if threads < 0 or seconds <= 0 or steps < 0 or warmup < 0 or batch < 0:
         raise RecursaError("--threads, --steps, --warmup and --batch must be >= 0, --seconds > 0")
+    if impl not in ("recursa", "official"):
+        raise RecursaError(f"--impl {impl!r}: choose recursa or official")
+    if impl == "official" and not official:
+        raise RecursaError("--impl official needs --official DIR (a checkout of the official TinyRecursiveModels code)")
     p = PRESETS[preset]
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)
     batch = batch or (p.train_batch if target == "train" else p.infer_batch)
     work = Path(tempfile.mkdtemp(prefix="recursa-bench-"))
+    trainer = None
     try:
-        synthetic_dataset(work / "data", max(4 * batch, 256))
-        cfg = config_mod.from_dict({"model": {**p.model, "forward_dtype": dtype},
-                                    "train": {**TRAIN, "data": str(work / "data"), "out": str(work / "run"),
-                                              "batch_size": batch, "steps": 10**9, "seed": 0, "num_threads": threads,
-                                              "device": dev.type}})
-        trainer = Trainer(cfg, progress=False, log=lambda *a: None)
-        try:
+        if impl == "official":
+            from .bench_official import OfficialDriver
+            driver = OfficialDriver(Path(official), p.model, batch, dtype, dev, synthetic_batch(batch, dev))
+            one = driver.train_step if target == "train" else driver.solve
+            params = driver.n_params
+            if compile:
+                driver.model.inner.forward = torch.compile(driver.model.inner.forward)
+        else:
+            from .training.trainer import Trainer
+            synthetic_dataset(work / "data", max(4 * batch, 256))
+            cfg = config_mod.from_dict({"model": {**p.model, "forward_dtype": dtype},
+                                        "train": {**TRAIN, "data": str(work / "data"), "out": str(work / "run"),
+                                                  "batch_size": batch, "steps": 10**9, "seed": 0,
+                                                  "num_threads": threads, "device": dev.type}})
+            trainer = Trainer(cfg, progress=False, log=lambda *a: None)
             model = trainer.model
+            params = trainer.n_params
             if compile:
                 model.inner.forward = torch.compile(model.inner.forward)
             if target == "train":
@@ -171,6 +189,7 @@ def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, d
                 def one():
                     for _ in refine(model, data):
                         pass
+        with fused.reference_ops(reference_ops):
             for _ in range(max(warmup - 1, 0)):
                 one()
             gflop, largest = _count(one)  # counted step (not timed): also the last warm-up step
@@ -182,21 +201,83 @@ def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, d
                 one()
                 _sync(dev)
                 times.append(time.perf_counter() - t)
-            params = trainer.n_params
-        finally:
-            trainer.close()
-        med = statistics.median(times)
-        mean = sum(times) / len(times)
-        rate = matmul_rate(largest, getattr(torch, dtype), dev) if largest else None
-        per_s = batch / mean
-        row = {"bench": target, "preset": preset, "device": dev.type, "dtype": dtype,
-               "threads": torch.get_num_threads(), "compile": compile, "batch": batch, "steps_timed": len(times),
-               ("samples_per_s" if target == "train" else "puzzles_per_s"): round(per_s, 3),
-               "tokens_per_s": round(per_s * SEQ_LEN, 1), "step_ms_median": round(1000 * med, 2),
-               "peak_rss_mib": _peak_rss_mib(), "params": params, "model_gflop_per_step": round(gflop, 4),
-               "achieved_gflops": round(gflop / med, 2), "matmul_gflops": round(rate, 2) if rate else None,
-               "matmul_shape": list(largest) if largest else None, "torch": torch.__version__,
-               "cpus": os.cpu_count()}
-        return row
     finally:
+        if trainer is not None:
+            trainer.close()
         shutil.rmtree(work, ignore_errors=True)
+    med = statistics.median(times)
+    mean = sum(times) / len(times)
+    rate = matmul_rate(largest, getattr(torch, dtype), dev) if largest else None
+    per_s = batch / mean
+    return {"bench": target, "preset": preset, "impl": impl, "device": dev.type, "dtype": dtype,
+            "threads": torch.get_num_threads(), "compile": compile, "batch": batch, "steps_timed": len(times),
+            ("samples_per_s" if target == "train" else "puzzles_per_s"): round(per_s, 3),
+            "tokens_per_s": round(per_s * SEQ_LEN, 1), "step_ms_median": round(1000 * med, 2),
+            "peak_rss_mib": _peak_rss_mib(), "params": params, "model_gflop_per_step": round(gflop, 4),
+            "achieved_gflops": round(gflop / med, 2), "matmul_gflops": round(rate, 2) if rate else None,
+            "matmul_shape": list(largest) if largest else None, "fused_ops": impl == "recursa" and not reference_ops,
+            "allocator": allocator_state(), "torch": torch.__version__, "cpus": os.cpu_count()}
+
+
+def synthetic_batch(batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """One batch of random Sudoku-shaped puzzles (for drivers that take tensors, not a dataset)."""
+    rng = np.random.default_rng(seed)
+    return {"inputs": torch.from_numpy(rng.integers(1, VOCAB, size=(batch, SEQ_LEN)).astype(np.int32)).to(device),
+            "labels": torch.from_numpy(rng.integers(2, VOCAB, size=(batch, SEQ_LEN)).astype(np.int32)).to(device),
+            "puzzle_identifiers": torch.ones(batch, dtype=torch.int32, device=device)}
+
+
+def compare(target: str, preset: str, official: str, *, official_malloc: str = "system", rounds: int = 2,
+            **kw) -> dict:
+    """recursa against the official code on ``preset``: each measured in its own process (so each
+    has its own peak memory), ``rounds`` times in the order official, recursa, recursa, official...
+    (drift in the machine's speed cancels), the median of each side's rows reported, plus the
+    speed and memory ratios and :func:`recursa.bench_official.same_math`'s differences."""
+    import json
+    import subprocess
+
+    from .bench_official import same_math
+
+    if preset not in PRESETS:
+        raise RecursaError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
+    root = Path(official)
+    diffs = same_math(root, PRESETS[preset].model, synthetic_batch(2, torch.device("cpu")), kw.get("dtype", "float32"))
+    order = []
+    for r in range(rounds):
+        order += ["official", "recursa"] if r % 2 == 0 else ["recursa", "official"]
+    rows: dict[str, list[dict]] = {"official": [], "recursa": []}
+    with tempfile.TemporaryDirectory(prefix="recursa-compare-") as tmp:
+        for i, impl in enumerate(order):
+            out = Path(tmp) / f"{i}.json"
+            argv = [sys.executable, "-m", "recursa", "bench", target, "--preset", preset, "--impl", impl,
+                    "--official", str(root.resolve()), "--json", str(out)]
+            for key in ("dtype", "threads", "device", "seconds", "steps", "warmup", "batch"):
+                if kw.get(key) not in (None, 0, "", False):
+                    argv += [f"--{key}", str(kw[key])]
+            if kw.get("compile"):
+                argv.append("--compile")
+            if kw.get("reference_ops") and impl == "recursa":
+                argv.append("--reference-ops")
+            env = dict(os.environ)
+            if impl == "official" and official_malloc == "system":
+                env["RECURSA_MALLOC"] = "system"
+            res = subprocess.run(argv, env=env, capture_output=True, text=True)
+            if res.returncode != 0:
+                last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+                raise RecursaError(f"bench --impl {impl} failed: {last}")
+            rows[impl].append(json.loads(out.read_text()))
+    key = "samples_per_s" if target == "train" else "puzzles_per_s"
+    summary = {}
+    for impl, rs in rows.items():
+        summary[impl] = {k: statistics.median(r[k] for r in rs) for k in
+                         (key, "step_ms_median", "peak_rss_mib", "achieved_gflops", "matmul_gflops")}
+        summary[impl].update({k: rs[0][k] for k in ("params", "model_gflop_per_step", "allocator", "fused_ops")})
+        summary[impl]["runs"] = [r[key] for r in rs]
+    o, m = summary["official"], summary["recursa"]
+    return {"bench": target, "preset": preset, "compare": "official", "dtype": kw.get("dtype", "float32"),
+            "threads": rows["recursa"][0]["threads"], "batch": rows["recursa"][0]["batch"],
+            "speedup": round(m[key] / o[key], 3), "peak_rss_ratio": round(m["peak_rss_mib"] / o["peak_rss_mib"], 3),
+            "recursa_matmul_fraction": round(m["achieved_gflops"] / m["matmul_gflops"], 3) if m["matmul_gflops"] else None,
+            "official_matmul_fraction": round(o["achieved_gflops"] / o["matmul_gflops"], 3) if o["matmul_gflops"] else None,
+            "same_math_max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()},
+            "official": o, "recursa": m, "torch": torch.__version__, "cpus": os.cpu_count()}

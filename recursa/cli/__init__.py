@@ -17,6 +17,7 @@ import traceback
 
 from .. import __version__
 from ..errors import RecursaError
+from ..perf import tune_allocator
 from . import bench, build, demo, import_official, solve, train
 from . import eval as eval_cmd
 
@@ -62,6 +63,7 @@ def _os_error(e: OSError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    tune_allocator()  # keep freed activation buffers for reuse (RECURSA_MALLOC=system: don't)
     try:
         return args._run(args) or 0
     except RecursaError as e:

@@ -49,6 +49,17 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--warmup", type=int, default=3, help="train/infer: untimed steps first (default 3)")
     p.add_argument("--batch", type=int, default=0, help="train/infer: batch size (default: the preset's: train "
                                                           "32/64/16/16, infer 32/64/4/4)")
+    p.add_argument("--official", metavar="DIR",
+                   help="train/infer: also run the official TRM code from this checkout of TinyRecursiveModels "
+                        "(needs pydantic and einops) on the same preset, in separate processes in the order "
+                        "official, recursa, recursa, official, and print both and their ratios")
+    p.add_argument("--impl", choices=["recursa", "official"],
+                   help="train/infer: measure only this implementation (official: needs --official)")
+    p.add_argument("--official-malloc", choices=["system", "tuned"], default="system",
+                   help="with --official: the official processes' allocator: the C library's defaults, as its "
+                        "users run it (default), or recursa's settings (recursa.perf)")
+    p.add_argument("--reference-ops", action="store_true",
+                   help="train/infer: recursa with the plain PyTorch elementwise ops (no recursa.models.fused)")
     p.add_argument("--only", help=f"comma-separated subset of the cases ({', '.join(DATA_CASES)})")
     p.add_argument("--sudoku-source", default=str(SHARED / "data/sudoku/puzzles5_forum_hardest_1905_11+.txt"),
                    help="plain file of 9x9 puzzles for the sudoku-extreme case (default: the forum-hardest set in "
@@ -100,9 +111,17 @@ def run(args) -> int:
         if args.json_out:
             from .. import storage
             storage.check_file_out(args.json_out, "--json")
-        row = bench_run(args.target, args.preset, dtype=args.dtype, threads=args.threads, device=args.device,
-                        compile=args.compile, seconds=args.seconds, steps=args.steps, warmup=args.warmup,
-                        batch=args.batch)
+        if args.official and not args.impl:
+            from ..bench import compare
+            row = compare(args.target, args.preset, args.official, dtype=args.dtype, threads=args.threads,
+                          device=args.device, compile=args.compile, seconds=args.seconds, steps=args.steps,
+                          warmup=args.warmup, batch=args.batch, official_malloc=args.official_malloc,
+                          reference_ops=args.reference_ops)
+        else:
+            row = bench_run(args.target, args.preset, dtype=args.dtype, threads=args.threads, device=args.device,
+                            compile=args.compile, seconds=args.seconds, steps=args.steps, warmup=args.warmup,
+                            batch=args.batch, impl=args.impl or "recursa", official=args.official,
+                            reference_ops=args.reference_ops)
         print(json.dumps(row))
         if args.json_out:
             from ..training.checkpoint import atomic_write_text

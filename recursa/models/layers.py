@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
+
 # Standard deviation of a standard normal truncated to [-2, 2]; dividing by it makes the
 # truncated draw have exactly the requested std (what the official `trunc_normal_init_` does).
 _TRUNC2_STD = 0.8796256610342398
@@ -41,10 +43,7 @@ def swiglu_width(n: int, expansion: float, multiple: int = 256) -> int:
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """Parameter-free RMSNorm over the last axis, computed in float32."""
-    dtype = x.dtype
-    x = x.float()
-    x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
-    return x.to(dtype)
+    return fused.reference_rms_norm(x, eps)
 
 
 class Linear(nn.Module):
@@ -112,11 +111,16 @@ class Attention(nn.Module):
 
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
         B, S, D = h.shape
-        qkv = self.qkv_proj(h).view(B, S, 3 * self.num_heads, self.head_dim)
-        q, k, v = qkv.split(self.num_heads, dim=2)  # each (B, S, H, hd)
-        if rope is not None:
-            q = apply_rope(q, rope.cos[:S], rope.sin[:S])
-            k = apply_rope(k, rope.cos[:S], rope.sin[:S])
+        H = self.num_heads
+        qkv = self.qkv_proj(h).view(B, S, 3 * H, self.head_dim)
+        if rope is not None and fused.enabled(qkv):
+            qk, v = qkv.split([2 * H, H], dim=2)
+            q, k = fused.rope_qk(qk, rope.cos[:S], rope.sin[:S]).split(H, dim=2)
+        else:
+            q, k, v = qkv.split(H, dim=2)  # each (B, S, H, hd)
+            if rope is not None:
+                q = apply_rope(q, rope.cos[:S], rope.sin[:S])
+                k = apply_rope(k, rope.cos[:S], rope.sin[:S])
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return self.o_proj(out.transpose(1, 2).reshape(B, S, D))
 
@@ -131,8 +135,7 @@ class SwiGLU(nn.Module):
         self.down_proj = Linear(inter, n, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(fused.swiglu(self.gate_up_proj(x)))
 
 
 class Block(nn.Module):
@@ -154,10 +157,10 @@ class Block(nn.Module):
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
         if hasattr(self, "mlp_t"):
             t = h.transpose(1, 2)  # (B, D, S)
-            h = rms_norm(t + self.mlp_t(t), self.eps).transpose(1, 2)
+            h = fused.add_rms_norm(t, self.mlp_t(t), self.eps).transpose(1, 2)
         else:
-            h = rms_norm(h + self.self_attn(h, rope), self.eps)
-        return rms_norm(h + self.mlp(h), self.eps)
+            h = fused.add_rms_norm(h, self.self_attn(h, rope), self.eps)
+        return fused.add_rms_norm(h, self.mlp(h), self.eps)
 
 
 class ReasoningModule(nn.Module):
