@@ -133,6 +133,65 @@ def _peak_rss_mib() -> float:
     return round(kib / (1 << 20) if sys.platform == "darwin" else kib / 1024, 1)
 
 
+class _Step:
+    """One implementation's step on a preset: ``one()`` runs a training step or solves a batch."""
+
+    def __init__(self, impl: str, target: str, preset: Preset, batch: int, dtype: str, dev: torch.device,
+                 threads: int, compile: bool, work: Path, official: str | None):
+        from .inference import refine, to_device
+
+        self.trainer = None
+        if impl == "official":
+            from .bench_official import OfficialDriver
+            driver = OfficialDriver(Path(official), preset.model, batch, dtype, dev, synthetic_batch(batch, dev))
+            self.one = driver.train_step if target == "train" else driver.solve
+            self.params = driver.n_params
+            if compile:
+                driver.model.inner.forward = torch.compile(driver.model.inner.forward)
+            return
+        if target == "infer":  # the inference engine alone, as `recursa eval` runs it after loading
+            from .models import DataSpec, build_model
+            cfg = config_mod.ModelConfig(**{**preset.model, "forward_dtype": dtype})
+            model = build_model(cfg, DataSpec(VOCAB, SEQ_LEN, 2), seed=0).to(dev).eval()
+            self.params = sum(x.numel() for x in model.parameters())
+            if compile:
+                model.inner.forward = torch.compile(model.inner.forward)
+            data = synthetic_batch(batch, dev)
+
+            def one():
+                for _ in refine(model, data):
+                    pass
+            self.one = one
+            return
+        from .training.trainer import Trainer
+        synthetic_dataset(work / "data", max(4 * batch, 256))
+        cfg = config_mod.from_dict({"model": {**preset.model, "forward_dtype": dtype},
+                                    "train": {**TRAIN, "data": str(work / "data"), "out": str(work / "run"),
+                                              "batch_size": batch, "steps": 10**9, "seed": 0,
+                                              "num_threads": threads, "device": dev.type}})
+        trainer = self.trainer = Trainer(cfg, progress=False, log=lambda *a: None)
+        model = trainer.model
+        self.params = trainer.n_params
+        if compile:
+            model.inner.forward = torch.compile(model.inner.forward)
+
+        def one():
+            trainer.train_step(to_device(trainer.sampler.next_batch(), dev))
+        self.one = one
+
+    def close(self) -> None:
+        if self.trainer is not None:
+            self.trainer.close()
+
+
+def _check_args(preset: str, threads: int, seconds: float, steps: int, warmup: int, batch: int) -> Preset:
+    if preset not in PRESETS:
+        raise RecursaError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
+    if threads < 0 or seconds <= 0 or steps < 0 or warmup < 0 or batch < 0:
+        raise RecursaError("--threads, --steps, --warmup and --batch must be >= 0, --seconds > 0")
+    return PRESETS[preset]
+
+
 def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, device: str = "cpu",
         compile: bool = False, seconds: float = 30.0, steps: int = 0, warmup: int = 3, batch: int = 0,
         impl: str = "recursa", official: str | None = None, reference_ops: bool = False) -> dict:
@@ -140,70 +199,38 @@ def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, d
     the preset's batch size. ``impl="official"`` drives the official TRM code found in the
     checkout ``official`` the way its training and evaluation loops do (see :mod:`recursa.bench_official`);
     ``reference_ops`` runs recursa with the plain PyTorch elementwise ops (no :mod:`recursa.models.fused`)."""
-    from .inference import pick_device, refine, to_device
+    from .inference import pick_device
     from .models import fused
     from .perf import allocator_state
 
-    if preset not in PRESETS:
-        raise RecursaError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
-    if threads < 0 or seconds <= 0 or steps < 0 or warmup < 0 or batch < 0:
-        raise RecursaError("--threads, --steps, --warmup and --batch must be >= 0, --seconds > 0")
+    p = _check_args(preset, threads, seconds, steps, warmup, batch)
     if impl not in ("recursa", "official"):
         raise RecursaError(f"--impl {impl!r}: choose recursa or official")
     if impl == "official" and not official:
         raise RecursaError("--impl official needs --official DIR (a checkout of the official TinyRecursiveModels code)")
-    p = PRESETS[preset]
     if threads:
         torch.set_num_threads(threads)
     dev = pick_device(device)
     batch = batch or (p.train_batch if target == "train" else p.infer_batch)
     work = Path(tempfile.mkdtemp(prefix="recursa-bench-"))
-    trainer = None
+    step = None
     try:
-        if impl == "official":
-            from .bench_official import OfficialDriver
-            driver = OfficialDriver(Path(official), p.model, batch, dtype, dev, synthetic_batch(batch, dev))
-            one = driver.train_step if target == "train" else driver.solve
-            params = driver.n_params
-            if compile:
-                driver.model.inner.forward = torch.compile(driver.model.inner.forward)
-        else:
-            from .training.trainer import Trainer
-            synthetic_dataset(work / "data", max(4 * batch, 256))
-            cfg = config_mod.from_dict({"model": {**p.model, "forward_dtype": dtype},
-                                        "train": {**TRAIN, "data": str(work / "data"), "out": str(work / "run"),
-                                                  "batch_size": batch, "steps": 10**9, "seed": 0,
-                                                  "num_threads": threads, "device": dev.type}})
-            trainer = Trainer(cfg, progress=False, log=lambda *a: None)
-            model = trainer.model
-            params = trainer.n_params
-            if compile:
-                model.inner.forward = torch.compile(model.inner.forward)
-            if target == "train":
-                def one():
-                    trainer.train_step(to_device(trainer.sampler.next_batch(), dev))
-            else:
-                model.eval()
-                data = to_device(trainer.sampler.next_batch(), dev)
-
-                def one():
-                    for _ in refine(model, data):
-                        pass
+        step = _Step(impl, target, p, batch, dtype, dev, threads, compile, work, official)
         with fused.reference_ops(reference_ops):
             for _ in range(max(warmup - 1, 0)):
-                one()
-            gflop, largest = _count(one)  # counted step (not timed): also the last warm-up step
+                step.one()
+            gflop, largest = _count(step.one)  # counted step (not timed): also the last warm-up step
             _sync(dev)
             times: list[float] = []
             t_start = time.perf_counter()
             while (len(times) < steps) if steps else (time.perf_counter() - t_start < seconds or len(times) < 3):
                 t = time.perf_counter()
-                one()
+                step.one()
                 _sync(dev)
                 times.append(time.perf_counter() - t)
     finally:
-        if trainer is not None:
-            trainer.close()
+        if step is not None:
+            step.close()
         shutil.rmtree(work, ignore_errors=True)
     med = statistics.median(times)
     mean = sum(times) / len(times)
@@ -213,10 +240,56 @@ def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, d
             "threads": torch.get_num_threads(), "compile": compile, "batch": batch, "steps_timed": len(times),
             ("samples_per_s" if target == "train" else "puzzles_per_s"): round(per_s, 3),
             "tokens_per_s": round(per_s * SEQ_LEN, 1), "step_ms_median": round(1000 * med, 2),
-            "peak_rss_mib": _peak_rss_mib(), "params": params, "model_gflop_per_step": round(gflop, 4),
+            "peak_rss_mib": _peak_rss_mib(), "params": step.params, "model_gflop_per_step": round(gflop, 4),
             "achieved_gflops": round(gflop / med, 2), "matmul_gflops": round(rate, 2) if rate else None,
             "matmul_shape": list(largest) if largest else None, "fused_ops": impl == "recursa" and not reference_ops,
             "allocator": allocator_state(), "torch": torch.__version__, "cpus": os.cpu_count()}
+
+
+def run_pair(target: str, preset: str, official: str, *, dtype: str = "float32", threads: int = 0,
+             device: str = "cpu", compile: bool = False, seconds: float = 30.0, steps: int = 0, warmup: int = 3,
+             batch: int = 0, reference_ops: bool = False) -> dict:
+    """Both implementations in this one process, their steps alternated (official, recursa,
+    official, ...) so that both see the same machine at the same moments: the speed ratio of the
+    code alone (same allocator, same threads). ``steps``/``seconds`` count per implementation."""
+    from .inference import pick_device
+    from .models import fused
+    from .perf import allocator_state
+
+    p = _check_args(preset, threads, seconds, steps, warmup, batch)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    batch = batch or (p.train_batch if target == "train" else p.infer_batch)
+    work = Path(tempfile.mkdtemp(prefix="recursa-bench-"))
+    made: dict[str, _Step] = {}
+    times: dict[str, list[float]] = {"official": [], "recursa": []}
+    try:
+        for impl in times:
+            made[impl] = _Step(impl, target, p, batch, dtype, dev, threads, compile, work, official)
+        with fused.reference_ops(reference_ops):
+            for _ in range(warmup):
+                for impl in times:
+                    made[impl].one()
+            _sync(dev)
+            t_start = time.perf_counter()
+            while (len(times["recursa"]) < steps) if steps else \
+                    (time.perf_counter() - t_start < 2 * seconds or len(times["recursa"]) < 3):
+                for impl in times:
+                    t = time.perf_counter()
+                    made[impl].one()
+                    _sync(dev)
+                    times[impl].append(time.perf_counter() - t)
+    finally:
+        for s in made.values():
+            s.close()
+        shutil.rmtree(work, ignore_errors=True)
+    key = "samples_per_s" if target == "train" else "puzzles_per_s"
+    rows = {impl: {key: round(batch / statistics.median(t), 3), "step_ms_median": round(1000 * statistics.median(t), 2),
+                   "steps_timed": len(t)} for impl, t in times.items()}
+    return {"bench": target, "preset": preset, "mode": "same-process", "dtype": dtype, "batch": batch,
+            "threads": torch.get_num_threads(), "allocator": allocator_state(),
+            "speedup": round(rows["recursa"][key] / rows["official"][key], 3), **rows}
 
 
 def synthetic_batch(batch: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -229,43 +302,57 @@ def synthetic_batch(batch: int, device: torch.device, seed: int = 0) -> dict[str
 
 def compare(target: str, preset: str, official: str, *, official_malloc: str = "system", rounds: int = 2,
             **kw) -> dict:
-    """recursa against the official code on ``preset``: each measured in its own process (so each
-    has its own peak memory), ``rounds`` times in the order official, recursa, recursa, official...
-    (drift in the machine's speed cancels), the median of each side's rows reported, plus the
-    speed and memory ratios and :func:`recursa.bench_official.same_math`'s differences."""
+    """recursa against the official code on ``preset``, two ways:
+
+    1. ``same_process``: both in one process, steps alternated (:func:`run_pair`): the code's
+       speed ratio on the same machine at the same moments, with the same allocator;
+    2. as each is run: each implementation in its own process (so each has its own peak memory),
+       ``rounds`` times in the order official, recursa, recursa, official, ... (drift in the
+       machine's speed cancels), the official one with the C library's allocator defaults as its
+       users run it (``official_malloc="tuned"``: with recursa's). The medians of each side's
+       rows, the speed and peak-memory ratios.
+
+    Also :func:`recursa.bench_official.same_math`'s differences (same weights, one step)."""
     import json
     import subprocess
 
     from .bench_official import same_math
 
-    if preset not in PRESETS:
-        raise RecursaError(f"--preset {preset!r}: choose from {', '.join(PRESETS)}")
-    root = Path(official)
+    _check_args(preset, kw.get("threads", 0), kw.get("seconds", 1.0), kw.get("steps", 0), kw.get("warmup", 0),
+                kw.get("batch", 0))
+    root = Path(official).resolve()
     diffs = same_math(root, PRESETS[preset].model, synthetic_batch(2, torch.device("cpu")), kw.get("dtype", "float32"))
-    order = []
+
+    def child(impl: str, out: Path, env: dict) -> dict:
+        argv = [sys.executable, "-m", "recursa", "bench", target, "--preset", preset, "--impl", impl,
+                "--official", str(root), "--json", str(out)]
+        for key in ("dtype", "threads", "device", "seconds", "steps", "warmup", "batch"):
+            if kw.get(key) not in (None, 0, "", False):
+                argv += [f"--{key}", str(kw[key])]
+        if kw.get("compile"):
+            argv.append("--compile")
+        if kw.get("reference_ops"):
+            argv.append("--reference-ops")
+        res = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if res.returncode != 0:
+            last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise RecursaError(f"bench --impl {impl} failed: {last}")
+        return json.loads(out.read_text())
+
+    order = ["pair"]
     for r in range(rounds):
         order += ["official", "recursa"] if r % 2 == 0 else ["recursa", "official"]
     rows: dict[str, list[dict]] = {"official": [], "recursa": []}
     with tempfile.TemporaryDirectory(prefix="recursa-compare-") as tmp:
         for i, impl in enumerate(order):
-            out = Path(tmp) / f"{i}.json"
-            argv = [sys.executable, "-m", "recursa", "bench", target, "--preset", preset, "--impl", impl,
-                    "--official", str(root.resolve()), "--json", str(out)]
-            for key in ("dtype", "threads", "device", "seconds", "steps", "warmup", "batch"):
-                if kw.get(key) not in (None, 0, "", False):
-                    argv += [f"--{key}", str(kw[key])]
-            if kw.get("compile"):
-                argv.append("--compile")
-            if kw.get("reference_ops") and impl == "recursa":
-                argv.append("--reference-ops")
             env = dict(os.environ)
             if impl == "official" and official_malloc == "system":
                 env["RECURSA_MALLOC"] = "system"
-            res = subprocess.run(argv, env=env, capture_output=True, text=True)
-            if res.returncode != 0:
-                last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-                raise RecursaError(f"bench --impl {impl} failed: {last}")
-            rows[impl].append(json.loads(out.read_text()))
+            row = child(impl, Path(tmp) / f"{i}.json", env)
+            if impl == "pair":
+                pair = row
+            else:
+                rows[impl].append(row)
     key = "samples_per_s" if target == "train" else "puzzles_per_s"
     summary = {}
     for impl, rs in rows.items():
@@ -276,8 +363,9 @@ def compare(target: str, preset: str, official: str, *, official_malloc: str = "
     o, m = summary["official"], summary["recursa"]
     return {"bench": target, "preset": preset, "compare": "official", "dtype": kw.get("dtype", "float32"),
             "threads": rows["recursa"][0]["threads"], "batch": rows["recursa"][0]["batch"],
-            "speedup": round(m[key] / o[key], 3), "peak_rss_ratio": round(m["peak_rss_mib"] / o["peak_rss_mib"], 3),
+            "speedup_same_process": pair["speedup"], "speedup": round(m[key] / o[key], 3),
+            "peak_rss_ratio": round(m["peak_rss_mib"] / o["peak_rss_mib"], 3),
             "recursa_matmul_fraction": round(m["achieved_gflops"] / m["matmul_gflops"], 3) if m["matmul_gflops"] else None,
             "official_matmul_fraction": round(o["achieved_gflops"] / o["matmul_gflops"], 3) if o["matmul_gflops"] else None,
             "same_math_max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()},
-            "official": o, "recursa": m, "torch": torch.__version__, "cpus": os.cpu_count()}
+            "same_process": pair, "official": o, "recursa": m, "torch": torch.__version__, "cpus": os.cpu_count()}

@@ -39,9 +39,11 @@ def load_official(root: Path) -> SimpleNamespace:
         raise RecursaError(f"--official {root}: not a checkout of the official TinyRecursiveModels code "
                            f"(no {TRM_FILE})")
     loaded = sys.modules.get("models")
-    if loaded is not None and not str(getattr(loaded, "__file__", "") or "").startswith(str(root)):
-        raise RecursaError(f"--official {root}: another package named 'models' is already imported "
-                           f"({getattr(loaded, '__file__', '?')})")
+    if loaded is not None:
+        where = [str(getattr(loaded, "__file__", None) or "")] + [str(x) for x in getattr(loaded, "__path__", [])]
+        if not any(w.startswith(str(root)) for w in where if w):
+            raise RecursaError(f"--official {root}: another package named 'models' is already imported "
+                               f"({', '.join(w for w in where if w) or '?'})")
     sys.path.insert(0, str(root))
     try:
         trm = importlib.import_module("models.recursive_reasoning.trm")

@@ -101,8 +101,10 @@ class ModelConfig:
             _at_most(self, name, limit)
         if self.num_heads > self.hidden_size:
             raise RecursaError(f"model.num_heads={self.num_heads} must be <= model.hidden_size={self.hidden_size}")
-        if not self.mlp_t and self.hidden_size % self.num_heads:
-            raise RecursaError(f"model.hidden_size={self.hidden_size} is not divisible by model.num_heads={self.num_heads}")
+        head_dim = self.hidden_size // self.num_heads  # as official: need not divide (baseline: 512 / 12 -> 42)
+        if not self.mlp_t and self.pos_encodings == "rope" and head_dim % 2:
+            raise RecursaError(f"model.hidden_size // model.num_heads = {self.hidden_size} // {self.num_heads} = "
+                               f"{head_dim} (the head size) must be even for pos_encodings = \"rope\"")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             raise RecursaError(f"model.halt_exploration_prob={self.halt_exploration_prob} must be in [0, 1]")
         if self.expansion <= 0:

@@ -7,6 +7,8 @@ which is what ``eval``, ``solve`` and the demo display.
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +104,9 @@ def _checkpoint_task(info, spec: DataSpec, path: Path) -> Task | None:
     return task
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype: str | None = None) -> Loaded:
+    """Load a recursa checkpoint; ``dtype`` ("float32"/"bfloat16") computes in that dtype instead of
+    the one it was trained with (weights are stored in float32 either way)."""
     ckpt = checkpoint.resolve(path)
     meta = checkpoint.read_meta(ckpt)
     try:
@@ -111,6 +115,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
         cfg = config_mod.from_dict(meta["config"])
     except (TypeError, config_mod.RecursaError) as e:
         raise config_mod.RecursaError(f"{ckpt / 'config.json'}: {e}") from None
+    if dtype is not None and dtype != cfg.model.forward_dtype:
+        if dtype not in ("float32", "bfloat16"):
+            raise config_mod.RecursaError(f"--dtype {dtype!r}: choose float32 or bfloat16")
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, forward_dtype=dtype))
     spec = _check_spec(meta["spec"], ckpt / "config.json")
     task = _checkpoint_task(meta.get("task"), spec, ckpt / "config.json")
     model = build_model(cfg.model, spec)

@@ -94,8 +94,12 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
         model["q_continue"] = True
     if arch in ("hrm", "baseline"):
         model["puzzle_emb_len"] = 0
-    model.setdefault("puzzle_emb_len", 0)
-    extras = {}
+    # Fields an all_config.yaml may omit take the official classes' defaults: TRM's prefix is 16
+    # positions, every official model computes in bfloat16.
+    extras: dict = {"defaults": [f"arch.{k} = {v}" for k, v in (("puzzle_emb_len", 16), ("forward_dtype", "bfloat16"))
+                                 if k not in model]}
+    model.setdefault("puzzle_emb_len", 16)
+    model.setdefault("forward_dtype", "bfloat16")
     loss = a.get("loss")
     if isinstance(loss, dict) and "loss_type" in loss:
         extras["loss"] = {"stablemax_cross_entropy": "stablemax", "softmax_cross_entropy": "softmax"}.get(loss["loss_type"])
@@ -166,6 +170,10 @@ def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, conf
     model_fields, extras, unknown = read_official_config(Path(config_yaml), arch)
     if unknown:
         log(f"note: {config_yaml}: fields not used by recursa's {model_fields['arch'].upper()}: {', '.join(unknown)}")
+    defaults = extras.pop("defaults", [])
+    if defaults:
+        log(f"note: {config_yaml}: not given, so the official defaults: {', '.join(defaults)}"
+            + (" (eval/solve --dtype float32 computes in float32)" if "forward_dtype" in " ".join(defaults) else ""))
     task = None
     if data is not None:
         from .data.format import load_split

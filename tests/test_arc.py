@@ -22,7 +22,7 @@ from recursa.tasks.arc import (
     version_name,
 )
 
-from .conftest import shared_file
+from .conftest import data_file, fixture_file
 
 
 def _files(root):
@@ -68,8 +68,8 @@ def small_arc(tmp_path_factory):
     """A Kaggle-layout copy of 6 training and 4 evaluation tasks."""
     root = tmp_path_factory.mktemp("arc")
     for subset, n in (("training", 6), ("evaluation", 4)):
-        ch = json.loads(shared_file(f"data/arc/arc-agi_{subset}_challenges.json").read_text())
-        so = json.loads(shared_file(f"data/arc/arc-agi_{subset}_solutions.json").read_text())
+        ch = json.loads(data_file(f"arc/arc-agi_{subset}_challenges.json").read_text())
+        so = json.loads(data_file(f"arc/arc-agi_{subset}_solutions.json").read_text())
         keep = sorted(k for k in ch if k != "40853293")[:n]
         (root / f"x_{subset}_challenges.json").write_text(json.dumps({k: ch[k] for k in keep}))
         (root / f"x_{subset}_solutions.json").write_text(json.dumps({k: so[k] for k in keep}))
@@ -106,7 +106,7 @@ def test_build_is_deterministic_and_laid_out_as_published(tmp_path, small_arc):
 
 
 def test_refuses_to_train_on_test_tasks(tmp_path, capsys):
-    arc = str(shared_file("data/arc/arc-agi_training2_challenges.json")).replace("_training2_challenges.json", "")
+    arc = str(data_file("arc/arc-agi_training2_challenges.json")).replace("_training2_challenges.json", "")
     args = ["build", "arc", "--files", arc, "--subsets", "training2,evaluation", "--test-set", "evaluation",
             "--num-aug", "0", "--out", str(tmp_path / "o")]
     assert main(args) == 2

@@ -28,8 +28,9 @@ def test_integers_are_accepted_for_floats_but_not_the_reverse(tmp_path):
     assert config.from_dict({"train": {"lr": 1}}).train.lr == 1.0
     with pytest.raises(RecursaError, match="train.steps: expected an integer"):
         config.from_dict({"train": {"steps": 1.5}})
-    with pytest.raises(RecursaError, match="not divisible"):
+    with pytest.raises(RecursaError, match=r"30 // 4 = 7 \(the head size\) must be even"):
         config.from_dict({"model": {"hidden_size": 30, "num_heads": 4}})
+    assert config.from_dict({"model": {"hidden_size": 512, "num_heads": 12}}).model.num_heads == 12  # official baseline
     p = tmp_path / "v.toml"
     p.write_text("version = 9\n")
     with pytest.raises(RecursaError, match="config version 9 is not supported"):

@@ -137,3 +137,21 @@ def test_side_by_side_with_the_official_code(capsys):
     assert row["official"]["params"] == row["recursa"]["params"]
     assert row["official"]["model_gflop_per_step"] == pytest.approx(row["recursa"]["model_gflop_per_step"], rel=1e-6)
     assert max(row["same_math_max_abs_diff"].values()) < 1e-3
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mlp_t=True, pos_encodings="none"), dict(arch="hrm", H_layers=2)])
+def test_forward_is_bit_identical_to_the_reference_ops(kw):
+    """Inference (and the training forward) computes exactly what the reference ops compute: each
+    product is rounded as in the official code, so official outputs are reproduced to the bit."""
+    model = _small(**kw)
+    batch = _rand_batch()
+    for train in (False, True):
+        model.train(train)
+        outs = []
+        for ref in (True, False):
+            with fused.reference_ops(ref), torch.inference_mode(not train):
+                carry = model.initial_carry(batch)
+                for _ in range(2):
+                    carry, out = model(carry, batch)
+                outs.append((out["logits"].detach(), carry.state[0]))
+        assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1]), train

@@ -9,13 +9,13 @@ from safetensors.torch import load_file
 from recursa.config import ModelConfig
 from recursa.models import DataSpec, build_model, count_parameters
 
-from .conftest import shared_file
+from .conftest import data_file, fixture_file
 
 TOL = {"trm_att_rope": [1e-4, 1e-4, 1e-4], "trm_mlp_t": [1e-4, 1e-3, 5e-3], "hrm": [1e-4, 1e-4, 1e-4]}
 
 
 def _fixture_model(case):
-    meta = json.loads(shared_file(f"fixtures/official/{case}.json").read_text())
+    meta = json.loads(fixture_file(f"official/{case}.json").read_text())
     c = meta["config"]
     hrm = case == "hrm"
     cfg = ModelConfig(arch="hrm" if hrm else "trm", hidden_size=c["hidden_size"], num_heads=c["num_heads"],
@@ -25,9 +25,9 @@ def _fixture_model(case):
                       puzzle_emb_ndim=c["puzzle_emb_ndim"], puzzle_emb_len=c.get("puzzle_emb_len", 0),
                       q_continue=hrm)
     model = build_model(cfg, DataSpec(c["vocab_size"], c["seq_len"], c["num_puzzle_identifiers"]))
-    weights = load_file(str(shared_file(f"fixtures/official/{case}.weights.safetensors")))
+    weights = load_file(str(fixture_file(f"official/{case}.weights.safetensors")))
     model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
-    io = load_file(str(shared_file(f"fixtures/official/{case}.io.safetensors")))
+    io = load_file(str(fixture_file(f"official/{case}.io.safetensors")))
     return model.eval(), io
 
 

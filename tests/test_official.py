@@ -17,7 +17,7 @@ from recursa.data.format import load_split, make_split, write_dataset
 from recursa.evaluation.evaluate import evaluate
 from recursa.inference import load_checkpoint
 
-from .conftest import shared_file
+from .conftest import data_file, fixture_file
 from .test_models import TOL, _batch
 
 NAMES = {"trm_att_rope": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
@@ -26,8 +26,8 @@ NAMES = {"trm_att_rope": "recursive_reasoning.trm@TinyRecursiveReasoningModel_AC
 
 
 def _official_files(tmp_path, case, prefix="_orig_mod.model.", init_dtype=torch.float32, extra_arch=None):
-    meta = json.loads(shared_file(f"fixtures/official/{case}.json").read_text())
-    weights = load_file(str(shared_file(f"fixtures/official/{case}.weights.safetensors")))
+    meta = json.loads(fixture_file(f"official/{case}.json").read_text())
+    weights = load_file(str(fixture_file(f"official/{case}.weights.safetensors")))
     sd = {prefix + k: (v.to(init_dtype) if k.endswith(("H_init", "L_init")) else v.float()) for k, v in weights.items()}
     ckpt = tmp_path / "step_1234"
     torch.save(sd, ckpt)
@@ -48,7 +48,7 @@ def test_imported_official_checkpoint_reproduces_the_official_outputs(tmp_path, 
     assert "fields not used" not in capsys.readouterr().out
     loaded = load_checkpoint(out)
     assert loaded.meta["step"] == 1234 and loaded.cfg.model.arch == ("hrm" if case == "hrm" else "trm")
-    io = load_file(str(shared_file(f"fixtures/official/{case}.io.safetensors")))
+    io = load_file(str(fixture_file(f"official/{case}.io.safetensors")))
     model, batch = loaded.model, _batch(io, "batch_a")
     with torch.inference_mode():
         carry = model.initial_carry(batch)
@@ -64,7 +64,7 @@ def test_eval_on_an_official_layout_dataset_reports_the_official_metrics(tmp_pat
     """token_accuracy / exact_accuracy / exact_by_step computed from the official step logits."""
     case = "trm_att_rope"
     ckpt, cfg = _official_files(tmp_path, case)
-    io = load_file(str(shared_file(f"fixtures/official/{case}.io.safetensors")))
+    io = load_file(str(fixture_file(f"official/{case}.io.safetensors")))
     inputs, labels = io["batch_a.inputs"].numpy(), io["batch_a.labels"].numpy().copy()
     labels[labels == -100] = 0  # the official builders' ignore id
     split = make_split(inputs, labels, vocab_size=11, num_identifiers=4,
@@ -98,7 +98,7 @@ def test_plain_prefix_and_bf16_init_vectors(tmp_path, capsys):
     assert main(["import-official", str(ckpt), "--config", str(cfg), "--out", str(out)]) == 0  # seq_len from mlp_t
     assert "fields not used by recursa's TRM: arch.some_new_flag" in capsys.readouterr().out
     loaded = load_checkpoint(out)
-    ref = load_file(str(shared_file("fixtures/official/trm_mlp_t.weights.safetensors")))["inner.H_init"]
+    ref = load_file(str(fixture_file("official/trm_mlp_t.weights.safetensors")))["inner.H_init"]
     assert loaded.model.inner.H_init.dtype == torch.float32
     assert torch.equal(loaded.model.inner.H_init, ref.to(torch.bfloat16).float())
     assert loaded.spec.seq_len == 81 and loaded.spec.num_puzzle_identifiers == 4
@@ -186,3 +186,37 @@ def test_official_ablation_checkpoints_import(tmp_path, name, kind, capsys):
             c1, o1 = ref(c1, batch)
             c2, o2 = loaded.model(c2, batch)
             assert torch.equal(o1["logits"], o2["logits"])
+
+
+def test_official_baseline_config_with_twelve_heads_at_hidden_512(tmp_path, capsys):
+    """The official transformers_baseline.yaml (12 heads at hidden 512: head size 42, not a divisor)
+    builds with the official projection shapes and imports."""
+    from recursa.config import ModelConfig
+    from recursa.models import DataSpec, build_model
+    cfg = ModelConfig(arch="baseline", baseline_layers=2, hidden_size=512, num_heads=12, halt_max_steps=16)
+    ref = build_model(cfg, DataSpec(vocab_size=11, seq_len=81, num_puzzle_identifiers=2), seed=0).eval()
+    attn = ref.inner.H_level.layers[0].self_attn
+    assert attn.head_dim == 42 and attn.qkv_proj.weight.shape == (3 * 12 * 42, 512)
+    assert attn.o_proj.weight.shape == (512, 12 * 42) and ref.inner.rotary_emb.cos.shape == (81 + 1, 42)
+    arch = {"name": "recursive_reasoning.transformers_baseline@Model_ACTV2", "H_cycles": 1, "H_layers": 2,
+            "hidden_size": 512, "num_heads": 12, "expansion": 4, "puzzle_emb_ndim": 512, "pos_encodings": "rope",
+            "halt_max_steps": 16, "halt_exploration_prob": 0.1,
+            "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"}}
+    ckpt = tmp_path / "step_1"
+    torch.save({"_orig_mod.model." + k: v for k, v in ref.state_dict().items()}, ckpt)
+    (tmp_path / "all_config.yaml").write_text(yaml.safe_dump({"arch": arch}))
+    out = tmp_path / "imported"
+    assert main(["import-official", str(ckpt), "--config", str(tmp_path / "all_config.yaml"), "--seq-len", "81",
+                 "--out", str(out)]) == 0
+    # forward_dtype not given: the official default, bfloat16; --dtype float32 computes in float32
+    assert load_checkpoint(out).cfg.model.forward_dtype == "bfloat16"
+    loaded = load_checkpoint(out, dtype="float32")
+    assert loaded.cfg.model.num_heads == 12 and loaded.cfg.model.hidden_size == 512
+    g = torch.Generator().manual_seed(0)
+    batch = {"inputs": torch.randint(1, 11, (2, 81), generator=g), "labels": torch.randint(2, 11, (2, 81), generator=g),
+             "puzzle_identifiers": torch.tensor([0, 1])}
+    with torch.inference_mode():
+        _, o1 = ref(ref.initial_carry(batch), batch)
+        _, o2 = loaded.model(loaded.model.initial_carry(batch), batch)
+    assert torch.equal(o1["logits"], o2["logits"])
+    assert "not given, so the official defaults: arch.forward_dtype = bfloat16" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import pytest
 from recursa import config
 from recursa.cli import main
 
-from .conftest import REPO, shared_file
+from .conftest import REPO, collection, data_file
 
 PUBLISHED = {
     # name: (arch, H_cycles, L_cycles, mlp_t, lr, puzzle_emb_lr, weight_decay, epochs, ema)
@@ -68,12 +68,14 @@ def test_every_config_loads():
         config.load(path)
 
 
-def test_bench_data_runs_and_reports(tmp_path, capsys):
+@pytest.mark.parametrize("whole", [False, True], ids=["excerpt", "whole-collection"])
+def test_bench_data_runs_and_reports(tmp_path, capsys, whole):
     out = tmp_path / "bench.json"
-    serg = shared_file("data/sudoku/puzzles7_serg_benchmark.txt")
+    name = "sudoku/puzzles7_serg_benchmark.txt"
+    serg, n = (collection(name), 10000) if whole else (data_file(name), 20)
     assert main(["bench", "data", "--only", "serg-labels", "--serg-source", str(serg), "--json", str(out)]) == 0
     res = json.loads(out.read_text())["data"]["serg-labels"]
-    assert res["puzzles"] == 10000 and res["multiple"] == 10000 and res["seconds"] > 0
+    assert res["puzzles"] == n and res["multiple"] == n and res["seconds"] > 0
     assert main(["bench", "data", "--only", "nope"]) == 2
 
 

@@ -6,7 +6,7 @@ import pytest
 from recursa.errors import RecursaError
 from recursa.tasks.sudoku import Sudoku, SudokuTask
 
-from .conftest import shared_file
+from .conftest import data_file, fixture_file
 
 
 @pytest.mark.parametrize("box,n", [((2, 2), 30), ((2, 3), 30), ((3, 3), 3)])
@@ -31,7 +31,7 @@ def test_givens_knob_controls_difficulty():
 
 
 def _real_puzzles(name, k):
-    lines = [ln.strip() for ln in shared_file(f"data/sudoku/{name}").read_text().splitlines()
+    lines = [ln.strip() for ln in data_file(f"sudoku/{name}").read_text().splitlines()
              if ln.strip() and not ln.startswith("#")]
     return lines[:k]
 

@@ -12,7 +12,7 @@ from recursa.data.format import load_split
 from recursa.tasks.sudoku import Sudoku
 from recursa.tasks.sudoku_extreme import bucket_names, build_sudoku_extreme
 
-from .conftest import shared_file
+from .conftest import collection, data_file
 
 S = Sudoku(3, 3)
 
@@ -85,7 +85,7 @@ def test_test_source_and_overlap_are_held_out(tmp_path, pairs):
 
 
 def test_plain_file_is_labelled_by_the_solver(tmp_path):
-    lines = shared_file("data/sudoku/puzzles5_forum_hardest_1905_11+.txt").read_text().splitlines()[:60]
+    lines = data_file("sudoku/puzzles5_forum_hardest_1905_11+.txt").read_text().splitlines()[:60]
     src = tmp_path / "hard.txt"
     src.write_text("# a comment\n\n" + "\n".join(lines) + "\n")
     build_sudoku_extreme(tmp_path / "h", source=src, test_fraction=0.2, num_aug=2, workers=2, log=lambda *a: None)
@@ -99,13 +99,15 @@ def test_plain_file_is_labelled_by_the_solver(tmp_path):
     assert test.extras["ratings"].min() > 0  # these puzzles need search
 
 
-def test_multi_solution_puzzles_are_reported_with_their_lines(tmp_path, capsys):
-    src = shared_file("data/sudoku/puzzles7_serg_benchmark.txt")
+@pytest.mark.parametrize("whole", [False, True], ids=["excerpt", "whole-collection"])
+def test_multi_solution_puzzles_are_reported_with_their_lines(tmp_path, capsys, whole):
+    name = "sudoku/puzzles7_serg_benchmark.txt"
+    src, n = (collection(name), 10000) if whole else (data_file(name), 20)
     out = tmp_path / "serg"
     assert main(["build", "sudoku-extreme", "--source", str(src), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(src) in err
-    assert "10000 with more than one solution (line 3, 4, 5, 6, 7, 8, 9, 10, ... (10000 in all))" in err
+    assert f"{n} with more than one solution (line 3, 4, 5, 6, 7, 8, 9, 10, ... ({n} in all))" in err
     assert not out.exists() and not list(tmp_path.iterdir())
     # --on-invalid skip keeps the valid ones and lists the others in rejected.txt.
     pairs = [S.generate(np.random.default_rng(k), givens=30) for k in range(12)]

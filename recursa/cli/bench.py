@@ -33,7 +33,8 @@ from pathlib import Path
 
 from ..errors import RecursaError
 
-SHARED = Path(os.environ.get("RECURSA_SHARED", "../shared"))
+SUDOKU_FILES = {"sudoku_source": "sudoku/puzzles5_forum_hardest_1905_11+.txt",
+                "serg_source": "sudoku/puzzles7_serg_benchmark.txt"}
 DATA_CASES = ("sudoku-extreme", "serg-labels", "maze", "arc1")
 
 
@@ -53,33 +54,46 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="train/infer: also run the official TRM code from this checkout of TinyRecursiveModels "
                         "(needs pydantic and einops) on the same preset, in separate processes in the order "
                         "official, recursa, recursa, official, and print both and their ratios")
-    p.add_argument("--impl", choices=["recursa", "official"],
-                   help="train/infer: measure only this implementation (official: needs --official)")
+    p.add_argument("--impl", choices=["recursa", "official", "pair"],
+                   help="train/infer: measure only this implementation (official: needs --official); pair: both in "
+                        "this process, their steps alternated (needs --official)")
     p.add_argument("--official-malloc", choices=["system", "tuned"], default="system",
                    help="with --official: the official processes' allocator: the C library's defaults, as its "
                         "users run it (default), or recursa's settings (recursa.perf)")
     p.add_argument("--reference-ops", action="store_true",
                    help="train/infer: recursa with the plain PyTorch elementwise ops (no recursa.models.fused)")
     p.add_argument("--only", help=f"comma-separated subset of the cases ({', '.join(DATA_CASES)})")
-    p.add_argument("--sudoku-source", default=str(SHARED / "data/sudoku/puzzles5_forum_hardest_1905_11+.txt"),
-                   help="plain file of 9x9 puzzles for the sudoku-extreme case (default: the forum-hardest set in "
-                        "../shared, or $RECURSA_SHARED)")
-    p.add_argument("--serg-source", default=str(SHARED / "data/sudoku/puzzles7_serg_benchmark.txt"),
-                   help="the serg benchmark file for the labelling case")
+    p.add_argument("--sudoku-source",
+                   help="plain file of 9x9 puzzles for the sudoku-extreme case (default: "
+                        f"$RECURSA_DATA/{SUDOKU_FILES['sudoku_source']})")
+    p.add_argument("--serg-source",
+                   help=f"the serg benchmark file for the labelling case (default: $RECURSA_DATA/{SUDOKU_FILES['serg_source']})")
     p.add_argument("--workdir", help="where to build (default: a temporary directory, removed afterwards)")
     p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
 
 
+def _source(args, key: str) -> str:
+    """The puzzle file of a data case: the option, else under $RECURSA_DATA."""
+    if getattr(args, key):
+        return getattr(args, key)
+    root = os.environ.get("RECURSA_DATA")
+    option = "--" + key.replace("_", "-")
+    if not root:
+        raise RecursaError(f"{option}: give the puzzle file ({Path(SUDOKU_FILES[key]).name}) or set RECURSA_DATA "
+                           "to the directory holding sudoku/")
+    return str(Path(root) / SUDOKU_FILES[key])
+
+
 def _case_sudoku_extreme(args, out: Path) -> dict:
     from ..tasks.sudoku_extreme import build_sudoku_extreme
-    build_sudoku_extreme(out, source=args.sudoku_source, subsample_size=1000, num_aug=1000, log=lambda *a: None)
+    build_sudoku_extreme(out, source=_source(args, "sudoku_source"), subsample_size=1000, num_aug=1000, log=lambda *a: None)
     return {"what": "1,000 puzzles x (1 + 1,000 augmentations), solver-labelled, plus the held-out 10%",
             "bytes": _size(out)}
 
 
 def _case_serg(args, out: Path) -> dict:
     from ..tasks.sudoku_extreme import label, read_collection
-    col = read_collection(args.serg_source)
+    col = read_collection(_source(args, "serg_source"))
     counts, _, _ = label(col.puzzles, workers=min(os.cpu_count() or 1, 8))
     return {"what": f"label {len(col)} puzzles (prove unique / count solutions up to 2)",
             "puzzles": len(col), "unique": int((counts == 1).sum()), "multiple": int((counts >= 2).sum()),
@@ -117,6 +131,13 @@ def run(args) -> int:
                           device=args.device, compile=args.compile, seconds=args.seconds, steps=args.steps,
                           warmup=args.warmup, batch=args.batch, official_malloc=args.official_malloc,
                           reference_ops=args.reference_ops)
+        elif args.impl == "pair":
+            from ..bench import run_pair
+            if not args.official:
+                raise RecursaError("--impl pair needs --official DIR (a checkout of the official TinyRecursiveModels code)")
+            row = run_pair(args.target, args.preset, args.official, dtype=args.dtype, threads=args.threads,
+                           device=args.device, compile=args.compile, seconds=args.seconds, steps=args.steps,
+                           warmup=args.warmup, batch=args.batch, reference_ops=args.reference_ops)
         else:
             row = bench_run(args.target, args.preset, dtype=args.dtype, threads=args.threads, device=args.device,
                             compile=args.compile, seconds=args.seconds, steps=args.steps, warmup=args.warmup,

