@@ -216,7 +216,7 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", steps: int | 
 
 def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parallel: bool, t0: float,
          say) -> dict:
-    from .cli.solve import show_refinement
+    from .display import show_refinement
     from .data.dataset import collate
     from .data.format import load_split
     from .evaluation.evaluate import evaluate
@@ -310,12 +310,6 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     say(f"wrote {out}/: summary.json, accuracy_by_step.png, data/ (dataset), trm/ and baseline/ (checkpoints)")
     say(f"  try: recursa eval {out}/trm --data {out}/data --steps {2 * n_steps}   (think longer than trained)")
-    say(f"       recursa solve {out}/trm --puzzle \"{_puzzle_text(trm.task, batch_np['inputs'][(pick + 1) % len(idx)])}\"")
+    say(f"       recursa solve {out}/trm --puzzle \"{trm.task.puzzle_text(batch_np['inputs'][(pick + 1) % len(idx)])}\"")
     say(f"total wall time {fmt_time(wall)}")
     return summary
-
-
-def _puzzle_text(task, tokens) -> str:
-    if task.name == "sudoku":
-        return "".join(str(int(v)) if v else "." for v in task.sudoku.decode(tokens))
-    return " ".join(str(int(v)) for v in tokens)

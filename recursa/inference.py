@@ -1,25 +1,25 @@
 """Inference engine, independent of the trainer: load a checkpoint and run the recursion.
 
 ``load_checkpoint`` rebuilds the model from the checkpoint's own config (no code is executed on
-load: safetensors + JSON) and ``refine`` yields the model's answer after every supervision step,
-which is what ``eval``, ``solve`` and the demo display.
+load: safetensors + JSON). ``refine`` (in :mod:`recursa.models.act`) yields the model's answer
+after every supervision step, which is what ``eval``, ``solve`` and the demo display; the device
+helpers live in :mod:`recursa.device`. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
-import numpy as np
 import torch
 
 from . import config as config_mod
+from .device import pick_device, to_device  # noqa: F401  (re-exported)
 from .errors import RecursaError
 from .models import ACT, DataSpec, build_model
+from .models.act import refine  # noqa: F401  (re-exported)
 from .tasks import Task, load_task
 from .training import checkpoint
 
@@ -32,43 +32,6 @@ class Loaded:
     spec: DataSpec
     meta: dict
     path: Path
-
-
-def _mps_available() -> bool:
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a device this
-    torch or machine does not have is a one-line error, not a torch traceback."""
-    if isinstance(name, torch.device):
-        name = str(name)
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    where = f"train.device / --device {name!r}"
-    version = torch.__version__.split("+")[0]
-    if name == "cpu":
-        return torch.device("cpu")
-    m = re.fullmatch(r"cuda(?::([0-9]{1,4}))?", name) if isinstance(name, str) else None
-    if m:
-        if not torch.cuda.is_available():
-            build = f"CUDA {torch.version.cuda} build, but no GPU is visible" if torch.version.cuda else "CPU build"
-            raise RecursaError(f"{where}: this torch has no usable CUDA device (torch {version}, {build}); "
-                               "use cpu or auto")
-        count = torch.cuda.device_count()
-        if m.group(1) is not None and int(m.group(1)) >= count:
-            raise RecursaError(f"{where}: there {'is' if count == 1 else 'are'} only {count} CUDA device"
-                               f"{'' if count == 1 else 's'} (cuda:0..cuda:{count - 1})")
-        return torch.device(name)
-    if name == "mps":
-        if not _mps_available():
-            raise RecursaError(f"{where}: this torch has no usable MPS device (torch {version}); use cpu or auto")
-        return torch.device("mps")
-    raise RecursaError(f"{where}: unknown device (choose from auto, cpu, cuda, cuda:N, mps)")
 
 
 def _check_spec(spec, path: Path) -> DataSpec:
@@ -127,22 +90,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     return Loaded(model, task, cfg, spec, meta, ckpt)
 
 
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()}
-
-
-@torch.inference_mode()
-def refine(model: ACT, batch: dict[str, torch.Tensor], steps: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    """Run ``steps`` supervision steps (default: the trained ``halt_max_steps``) on a fresh carry;
-    yield after each the predicted tokens, the halting logit and the logits."""
-    model.eval()
-    steps = steps or model.halt_max_steps
-    trained_max = model.halt_max_steps
-    model.halt_max_steps = max(steps, trained_max)  # allow thinking longer than trained
-    try:
-        carry = model.initial_carry(batch)
-        for _ in range(steps):
-            carry, out = model(carry, batch)
-            yield {"preds": out["logits"].argmax(-1), "q_halt": out["q_halt_logits"], "logits": out["logits"]}
-    finally:
-        model.halt_max_steps = trained_max

@@ -57,11 +57,8 @@ def run(args) -> int:
                            f"has embeddings for {spec.num_puzzle_identifiers}")
     from ..data.format import read_task_info
     buckets = read_task_info(args.data).get("rating_buckets")
-    voting = None
-    if loaded.task is not None and loaded.task.name == "arc":
-        from ..evaluation.arc import ArcVoting
-        voting = ArcVoting.for_split(args.data, split)
-    elif args.submission:
+    voting = loaded.task.scorer(args.data, split) if loaded.task is not None else None
+    if args.submission and not getattr(voting, "writes_submission", False):
         raise RecursaError("--submission is for ARC datasets (built with `recursa build arc`)")
     res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
                    limit=args.limit, steps=args.steps or None, rating_buckets=buckets, voting=voting)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..display import show_refinement
 from ..errors import RecursaError
 
 
@@ -35,47 +36,6 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
 
 
-def side_by_side(blocks: list[str], titles: list[str], gap: int = 4) -> str:
-    """Lay out multi-line text blocks horizontally under their titles."""
-    lines = [b.split("\n") for b in blocks]
-    width = max(max(len(x) for x in ls + [t]) for ls, t in zip(lines, titles))
-    height = max(len(ls) for ls in lines)
-    rows = ["".join(t.ljust(width + gap) for t in titles).rstrip()]
-    for i in range(height):
-        rows.append("".join((ls[i] if i < len(ls) else "").ljust(width + gap) for ls in lines).rstrip())
-    return "\n".join(rows)
-
-
-def show_refinement(task, inputs: np.ndarray, step_preds: list[np.ndarray], q_halt: list[float],
-                    per_row: int = 4) -> tuple[str, bool]:
-    """Text showing the answer after each step; returns (text, final answer valid)."""
-    ref = task.reference(inputs) if hasattr(task, "reference") else None
-    blocks, titles = [task.render(inputs)], ["puzzle"]
-    prev = None
-    # Once the answer stops changing, one grid stands for all the remaining steps.
-    last_change = max([k for k in range(1, len(step_preds)) if (step_preds[k] != step_preds[k - 1]).any()], default=0)
-    for k, pred in enumerate(step_preds):
-        if k > last_change + 1:
-            break
-        notes = []
-        if prev is not None:
-            notes.append(f"{int((pred != prev).sum())} changed")
-        if ref is not None:
-            notes.append(f"{int((pred != ref).sum())} wrong")
-        label = f"step {k + 1}" if k <= last_change or k == len(step_preds) - 1 else f"steps {k + 1}-{len(step_preds)}"
-        titles.append(f"{label}: " + ", ".join(notes) if notes else label)
-        blocks.append(task.render(pred))
-        prev = pred
-    out = []
-    for i in range(0, len(blocks), per_row):
-        out.append(side_by_side(blocks[i:i + per_row], titles[i:i + per_row]))
-    valid = bool(task.check(inputs[None], step_preds[-1][None])[0])
-    halt = next((k + 1 for k, q in enumerate(q_halt) if q > 0), None)
-    out.append(f"final answer after {len(step_preds)} steps: {'VALID' if valid else 'NOT valid'}"
-               + (f" (the halting head said 'done' at step {halt})" if halt else ""))
-    return "\n\n".join(out), valid
-
-
 def run(args) -> int:
     import torch
 
@@ -87,31 +47,20 @@ def run(args) -> int:
     task = loaded.task
     if task is None:
         raise RecursaError(f"{loaded.path}: the checkpoint has no task information (trained on a dataset without task.json)")
-    if task.name == "arc":
-        raise RecursaError("ARC tasks are solved through their puzzle embeddings and voting across views: "
-                           "use `recursa eval CKPT --data DATASET --submission FILE`")
+    refusal = task.solve_refusal()
+    if refusal:
+        raise RecursaError(refusal)
     if args.puzzle is not None:
         items = [(args.puzzle, "--puzzle")]
     else:
         from .. import storage
         path = Path(args.file)
         # missing, a directory, unreadable, not UTF-8: one error line naming the file
-        lines = storage.read_text(path, "file").splitlines()
-        if task.name == "maze":  # blocks of rows separated by blank lines
-            items, start = [], None
-            for i, line in enumerate(lines + [""]):
-                if line.strip() and start is None:
-                    start = i
-                elif not line.strip() and start is not None:
-                    items.append(("\n".join(lines[start:i]), f"{path} lines {start + 1}-{i}"))
-                    start = None
-        else:
-            items = [(line, f"{path} line {i + 1}") for i, line in enumerate(lines)
-                     if line.strip() and not line.lstrip().startswith("#")]
+        items = task.split_puzzles(storage.read_text(path, "file").splitlines(), path)
         if not items:
             raise RecursaError(f"{path}: no puzzles in the file")
-    parse_kw = {"require_unique": not args.allow_multiple} if loaded.task.name == "sudoku" else {}
-    parsed = [(task.parse(text, where, **parse_kw), where) for text, where in items]  # all errors before any work
+    # every puzzle parsed (and every error raised) before any work
+    parsed = [(task.parse_for_solve(text, where, allow_multiple=args.allow_multiple), where) for text, where in items]
     n_valid = 0
     for inputs, where in parsed:
         batch = {"inputs": torch.from_numpy(inputs[None].astype(np.int64)),

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RecursaError
-from ..training.losses import IGNORE_LABEL_ID
-from .format import Split
+from .format import IGNORE_LABEL_ID, Split
 
 
 def collate(split: Split, idx: np.ndarray, identifiers: np.ndarray) -> dict[str, np.ndarray]:

@@ -32,6 +32,9 @@ from .. import storage
 from ..errors import RecursaError
 
 FIELDS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
+#: Label value of positions that carry no loss and no score (batches in memory; on disk the
+#: official builders write 0 there, which the sampler maps to this).
+IGNORE_LABEL_ID = -100
 EXTRAS = ("ratings",)  # optional per-puzzle arrays
 REQUIRED_META = ("pad_id", "ignore_label_id", "blank_identifier_id", "vocab_size", "seq_len",
                  "num_puzzle_identifiers", "total_groups", "mean_puzzle_examples", "sets")

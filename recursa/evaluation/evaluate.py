@@ -20,10 +20,12 @@ import torch
 
 from ..data.dataset import iter_eval
 from ..data.format import Split
-from ..inference import refine, to_device
+from ..device import to_device
+from ..models.act import refine
 from ..models import ACT
 from ..tasks import Task
-from ..training.losses import IGNORE_LABEL_ID
+from ..data.format import IGNORE_LABEL_ID
+from ..data.ratings import DEFAULT_BUCKETS, bucket_names
 
 
 def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 256, device=None,
@@ -39,7 +41,6 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
     halt_step = 0
     ratings = split.extras.get("ratings")
     if ratings is not None:
-        from ..tasks.sudoku_extreme import DEFAULT_BUCKETS, bucket_names
         edges = np.asarray(rating_buckets or DEFAULT_BUCKETS, dtype=np.float64)
         names = bucket_names(tuple(edges.tolist()))
         bucket_n, bucket_ok = np.zeros(len(edges), np.int64), np.zeros(len(edges), np.int64)

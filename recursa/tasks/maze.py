@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
-from .base import check_memory, read_benchmark_csv, seeded_split
+from .base import BuildCommand, TaskBase, check_memory, count_arg, read_benchmark_csv, seeded_split
 
 CHARSET = "# SGo"
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
@@ -83,7 +83,7 @@ DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
 
 
 # ---------------------------------------------------------------------- task (token space)
-class MazeTask:
+class MazeTask(TaskBase):
     """Maze in token space for the trainer/evaluator/CLI (see module docstring)."""
 
     name = "maze"
@@ -115,6 +115,20 @@ class MazeTask:
         if len(s) != n * n:
             raise RecursaError(f"{where}: {len(s)} cells, expected {n * n} for a {self.describe()}")
         return validate_questions(_cell_bytes([s], n, lambda i: where), n, lambda i: where)[0]
+
+    def split_puzzles(self, lines: list[str], path) -> list[tuple[str, str]]:
+        """Mazes are blocks of rows separated by blank lines."""
+        items, start = [], None
+        for i, line in enumerate(lines + [""]):
+            if line.strip() and start is None:
+                start = i
+            elif not line.strip() and start is not None:
+                items.append(("\n".join(lines[start:i]), f"{path} lines {start + 1}-{i}"))
+                start = None
+        return items
+
+    def puzzle_text(self, tokens: np.ndarray) -> str:
+        return self.render(tokens).replace("\n", "")
 
     def check(self, inputs: np.ndarray, preds: np.ndarray) -> np.ndarray:
         return valid_shortest_paths(self._grid(inputs), self._grid(preds))
@@ -368,3 +382,45 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
     log(f"wrote {out}: {len(train_q)} training mazes ({len(q)} x {views} views), {len(tq)} test mazes, "
         f"{size}x{size}, shortest path {lengths.min()}..{lengths.max()} steps (mean {lengths.mean():.0f})")
     return task
+
+
+# ---------------------------------------------------------------------- `recursa build maze`
+def _build_arguments(p) -> None:
+    p.add_argument("--size", type=count_arg, default=30, help="grid side (default 30)")
+    p.add_argument("--min-path", type=count_arg, default=110, help="keep mazes whose shortest S-G path has at least this "
+                                                             "many steps (default 110, as Maze-Hard)")
+    p.add_argument("--num-train", type=count_arg, default=1000, help="generated training mazes (default 1000)")
+    p.add_argument("--num-test", type=count_arg, default=1000, help="generated test mazes (default 1000)")
+    p.add_argument("--loop-prob", type=float, default=0.05,
+                   help="probability of opening each remaining wall between two corridor cells (default 0.05)")
+    p.add_argument("--aug", action="store_true", help="add the 7 other dihedral views of each training maze")
+    p.add_argument("--source", help="import mazes from the benchmark's CSV (e.g. train.csv) instead of generating")
+    p.add_argument("--test-source", help="with --source: test mazes from this CSV (e.g. test.csv)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="with --source and no --test-source: seeded fraction held out for test (default 0.1)")
+    p.add_argument("--subsample-size", type=count_arg, default=0, help="with --source: seeded subset of training mazes")
+    p.add_argument("--seed", type=count_arg, default=0, help="random seed (default 0)")
+
+
+def _build_from_args(args):
+    if args.test_source and not args.source:
+        raise RecursaError("--test-source needs --source")
+    if args.subsample_size < 0 or args.min_path < 1:
+        raise RecursaError("--subsample-size must be >= 0 and --min-path >= 1")
+    build_maze(args.out, overwrite=args.overwrite, size=args.size, min_path=args.min_path, num_train=args.num_train,
+               num_test=args.num_test, loop_prob=args.loop_prob, aug=args.aug, source=args.source,
+               test_source=args.test_source,
+               test_fraction=args.test_fraction, subsample_size=args.subsample_size, seed=args.seed)
+
+
+BUILD = BuildCommand(
+    "maze", "Maze-Hard: generated mazes or the benchmark's CSV",
+    "Mazes whose answer is a shortest path from S to G (walls '#', open ' ', start "
+    "'S', goal 'G', path 'o'; the official token ids 1-5). Generated mazes are uniform "
+    "spanning-tree mazes with a few extra openings (--loop-prob), so some have several "
+    "shortest paths; S and G are drawn at least --min-path steps apart. Or import the "
+    "benchmark's CSV layout (source,question,answer,rating) with --source. Training "
+    "groups hold each maze plus, with --aug, its 7 other rotations/reflections; the "
+    "test set is not augmented. Evaluation counts a prediction right when it marks a "
+    "shortest path (valid_rate) and reports exact match to the label as well.",
+    _build_arguments, _build_from_args)

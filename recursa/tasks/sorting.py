@@ -13,13 +13,13 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
-from .base import check_memory
+from .base import BuildCommand, TaskBase, check_counts, check_memory, count_arg
 
 MAX_LENGTH = 65536  # values per list (the sequence length)
 MAX_VALUE = 1 << 20  # largest value; tokens are int32 on disk
 
 
-class SortingTask:
+class SortingTask(TaskBase):
     name = "sorting"
 
     def __init__(self, length: int = 8, max_value: int = 9):
@@ -96,3 +96,26 @@ def build_sorting(out, *, length: int = 8, max_value: int = 9, num_train: int = 
     write_dataset(out, splits, ["<blank>"], info, overwrite=overwrite)
     log(f"wrote {out}: {len(train_x)} training examples in {num_train} groups, {num_test} test examples ({task.describe()})")
     return task
+
+
+# ---------------------------------------------------------------------- `recursa build sorting`
+def _build_arguments(p) -> None:
+    p.add_argument("--length", type=count_arg, default=8, help="values per list, N (default 8)")
+    p.add_argument("--max-value", type=count_arg, default=9, help="values are drawn from 1..max (default 9)")
+    p.add_argument("--num-train", type=count_arg, default=10000, help="training lists (default 10000)")
+    p.add_argument("--num-test", type=count_arg, default=1000, help="test lists (default 1000)")
+    p.add_argument("--num-aug", type=count_arg, default=0, help="shuffled copies per training list (default 0)")
+    p.add_argument("--seed", type=count_arg, default=0, help="random seed (default 0)")
+
+
+def _build_from_args(args):
+    check_counts(args)
+    build_sorting(args.out, overwrite=args.overwrite, length=args.length, max_value=args.max_value,
+                  num_train=args.num_train, num_test=args.num_test, num_aug=args.num_aug, seed=args.seed)
+
+
+BUILD = BuildCommand(
+    "sorting", "sort a list of values",
+    "Random lists of --length values in 1..--max-value; the label is the sorted list. "
+    "Training groups hold each list plus --num-aug shuffled copies.",
+    _build_arguments, _build_from_args)

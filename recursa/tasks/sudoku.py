@@ -17,7 +17,7 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
-from .base import check_memory
+from .base import BuildCommand, TaskBase, check_counts, check_memory, count_arg
 
 BLANK_CHARS = ".0_"
 MAX_N = 9  # one character per cell
@@ -416,7 +416,7 @@ class Sudoku:
         return "\n".join(lines)
 
 
-class SudokuTask:
+class SudokuTask(TaskBase):
     """Sudoku in token space for the trainer/evaluator/CLI (see module docstring)."""
 
     name = "sudoku"
@@ -440,6 +440,12 @@ class SudokuTask:
         if count > 1 and require_unique:
             raise RecursaError(f"{where}: the puzzle has more than one solution")
         return self.sudoku.encode(grid)
+
+    def parse_for_solve(self, text: str, where: str, allow_multiple: bool = False) -> np.ndarray:
+        return self.parse(text, where, require_unique=not allow_multiple)
+
+    def puzzle_text(self, tokens: np.ndarray) -> str:
+        return "".join(str(int(v)) if v else "." for v in self.sudoku.decode(tokens))
 
     def check(self, inputs: np.ndarray, preds: np.ndarray) -> np.ndarray:
         return self.sudoku.is_valid(self.sudoku.decode(inputs), self.sudoku.decode(preds))
@@ -533,3 +539,30 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
     log(f"wrote {out}: {len(train_p)} training puzzles ({num_train} x {num_aug + 1} views), "
         f"{num_test} test puzzles, {task.describe()}, mean givens {mean_givens:.1f}")
     return task
+
+
+# ---------------------------------------------------------------------- `recursa build sudoku`
+def _build_arguments(p) -> None:
+    p.add_argument("--box", default="2x3", help="box shape ROWSxCOLS: 2x2 (4x4 grid), 2x3 (6x6), 3x3 (9x9); default 2x3")
+    p.add_argument("--num-train", type=count_arg, default=2000, help="training puzzles before augmentation (default 2000)")
+    p.add_argument("--num-test", type=count_arg, default=1000, help="held-out test puzzles (default 1000)")
+    p.add_argument("--num-aug", type=count_arg, default=0, help="augmented copies of each training puzzle (default 0)")
+    p.add_argument("--givens", type=count_arg, default=0, help="stop removing cells at this many givens; 0 = minimal puzzles (default 0)")
+    p.add_argument("--seed", type=count_arg, default=0, help="random seed (default 0)")
+
+
+def _build_from_args(args):
+    check_counts(args)
+    rows, cols = parse_box(args.box)
+    build_sudoku(args.out, overwrite=args.overwrite, box_rows=rows, box_cols=cols, num_train=args.num_train,
+                 num_test=args.num_test, num_aug=args.num_aug, givens=args.givens, seed=args.seed)
+
+
+BUILD = BuildCommand(
+    "sudoku", "generated Sudoku puzzles with a unique solution",
+    "Generate Sudoku puzzles with a unique solution. Cells are removed in random order "
+    "while the solution stays unique, down to --givens givens (0 = minimal puzzles, "
+    "the hardest). Training groups hold each puzzle plus --num-aug augmentations "
+    "(digit relabelling, band/stack and row/column-within permutations, transpose "
+    "for square boxes); the test set is held out and not augmented.",
+    _build_arguments, _build_from_args)

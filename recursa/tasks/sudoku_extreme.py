@@ -18,7 +18,6 @@ augmentation are vectorised over puzzles.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +26,11 @@ import numpy as np
 
 from .. import storage
 from ..data.format import make_split, write_dataset
+from ..data.ratings import DEFAULT_BUCKETS, bucket_names, parse_buckets  # noqa: F401  (re-exported)
 from ..errors import RecursaError
-from .base import check_memory, read_benchmark_csv, seeded_split
+from .base import BuildCommand, check_memory, count_arg, read_benchmark_csv, seeded_split
 from .sudoku import Sudoku, SudokuTask
 
-DEFAULT_BUCKETS = (0, 1, 10, 100)
 LABEL_CHUNK = 1024  # puzzles per solver call; fixed so results never depend on the worker count
 
 
@@ -224,34 +223,6 @@ def label_collections(cols: list[Collection], workers: int, on_invalid: str,
     return kept, report
 
 
-def bucket_names(edges) -> list[str]:
-    """Edges (0, 1, 10, 100) -> ["0", "1-9", "10-99", "100+"] (ratings are counts)."""
-    names = []
-    for k, lo in enumerate(edges):
-        hi = edges[k + 1] if k + 1 < len(edges) else None
-        if hi is None:
-            names.append(f"{_fmt(lo)}+")
-        elif hi - lo == 1 and float(lo).is_integer():
-            names.append(_fmt(lo))
-        else:
-            names.append(f"{_fmt(lo)}-{_fmt(hi - 1) if float(hi).is_integer() and float(lo).is_integer() else _fmt(hi)}")
-    return names
-
-
-def _fmt(x) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def parse_buckets(text: str) -> tuple[float, ...]:
-    try:
-        edges = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise RecursaError(f"--rating-buckets {text!r}: expected increasing numbers separated by commas") from None
-    if not edges or not all(math.isfinite(b) for b in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise RecursaError(f"--rating-buckets {text!r}: expected increasing numbers separated by commas")
-    return edges
-
-
 def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | None = None,
                          test_fraction: float = 0.1, subsample_size: int = 0, num_aug: int = 0,
                          min_rating: float | None = None, rating_buckets=DEFAULT_BUCKETS,
@@ -362,3 +333,53 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
         msg += f"; {len(rejected)} puzzles rejected (listed in rejected.txt)"
     log(msg)
     return task
+
+
+# ---------------------------------------------------------------------- `recursa build sudoku-extreme`
+def _build_arguments(p) -> None:
+    p.add_argument("--source", required=True, help="training puzzles (CSV or plain file); also the test puzzles "
+                                                   "when --test-source is not given")
+    p.add_argument("--test-source", help="test puzzles (CSV or plain file), e.g. the benchmark's test.csv")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="without --test-source: seeded fraction of --source held out for test (default 0.1)")
+    p.add_argument("--subsample-size", type=count_arg, default=0,
+                   help="seeded random subset of this many training puzzles, e.g. 1000 as in the papers (default all)")
+    p.add_argument("--num-aug", type=count_arg, default=0, help="augmented views per training puzzle, e.g. 1000 (default 0)")
+    p.add_argument("--min-rating", type=float, default=None,
+                   help="keep only puzzles rated at least this (CSV rating column, or solver guesses for plain files)")
+    p.add_argument("--rating-buckets", default=",".join(str(b) for b in DEFAULT_BUCKETS),
+                   help="increasing lower edges of the rating buckets reported by eval (default %(default)s)")
+    p.add_argument("--on-invalid", choices=["error", "skip"], default="error",
+                   help="a puzzle with no or several solutions (or a wrong CSV answer): stop with an error naming "
+                        "the lines (default), or skip it and list it in OUT/rejected.txt")
+    p.add_argument("--check-unique", action="store_true",
+                   help="CSV sources: also prove with the solver that each answer is the unique solution "
+                        "(answers are always checked against the rules)")
+    p.add_argument("--workers", type=count_arg, default=0, help="solver processes (default: CPU count, at most 8)")
+    p.add_argument("--seed", type=count_arg, default=0, help="random seed of the test split, subsample and augmentations (default 0)")
+
+
+def _build_from_args(args):
+    if args.workers < 0:
+        raise RecursaError("--workers must be >= 0")
+    build_sudoku_extreme(args.out, overwrite=args.overwrite, source=args.source, test_source=args.test_source,
+                         test_fraction=args.test_fraction, subsample_size=args.subsample_size, num_aug=args.num_aug,
+                         min_rating=args.min_rating,
+                         rating_buckets=parse_buckets(args.rating_buckets), on_invalid=args.on_invalid,
+                         check_unique=args.check_unique, workers=args.workers, seed=args.seed)
+
+
+BUILD = BuildCommand(
+    "sudoku-extreme", "Sudoku-Extreme (CSV) or a file of 9x9 puzzles, solver-labelled",
+    "Build the Sudoku-Extreme benchmark of the HRM/TRM papers, or a benchmark from any "
+    "file of 9x9 puzzles.\n\n"
+    "Sources: (a) the benchmark's CSV layout, header source,question,answer,rating, "
+    "81-character strings with '.' or '0' for blanks (it ships train.csv and test.csv); "
+    "(b) plain text, one 81-character puzzle per line, blank and '#' lines skipped, "
+    "labelled by recursa's exact solver, which proves each solution unique and rates "
+    "each puzzle by the guesses its search needed.\n\n"
+    "Training groups hold each puzzle plus --num-aug augmentations (digit relabelling, "
+    "transpose, band/stack and row/column-within permutations); the test set is not "
+    "augmented. Per-puzzle ratings are kept (all__ratings.npy) so `recursa eval` "
+    "reports exact accuracy per rating bucket. Every random choice comes from --seed.",
+    _build_arguments, _build_from_args, raw_description=True)

@@ -31,7 +31,7 @@ from ..data.dataset import TrainSampler
 from ..data.format import check_task_matches, load_split, read_task_info
 from ..errors import RecursaError
 from ..evaluation.evaluate import evaluate
-from ..inference import pick_device, to_device
+from ..device import pick_device, to_device
 from ..models import ACT, Carry, DataSpec, build_model, count_parameters
 from ..tasks import load_task
 from . import checkpoint
@@ -83,9 +83,8 @@ class Trainer:
             tm = self.test_split.meta
             if (tm["vocab_size"], tm["seq_len"]) != (self.spec.vocab_size, self.spec.seq_len):
                 raise RecursaError(f"{t.data}: train and test splits disagree on vocab_size/seq_len")
-        if self.task is not None and self.task.name == "arc" and self.test_split is not None:
-            from ..evaluation.arc import ArcVoting
-            ArcVoting.for_split(t.data, self.test_split)  # the files evaluation needs, checked now, not after training
+        if self.task is not None and self.test_split is not None:
+            self.task.scorer(t.data, self.test_split)  # the files evaluation needs, checked now, not after training
 
         self.model: ACT = build_model(cfg.model, self.spec, seed=t.seed).to(self.device)
         self.model.train()
@@ -431,10 +430,8 @@ class Trainer:
     def run_eval(self) -> dict:
         e = self.cfg.eval
         model = self.eval_model()
-        voting = None
-        if self.task is not None and self.task.name == "arc":  # fresh votes for every evaluation
-            from ..evaluation.arc import ArcVoting
-            voting = ArcVoting.for_split(self.cfg.train.data, self.test_split)
+        # the family's scorer (ARC: voting), fresh for every evaluation
+        voting = self.task.scorer(self.cfg.train.data, self.test_split) if self.task is not None else None
         res = evaluate(model, self.test_split, self.task, batch_size=e.batch_size, device=self.device, limit=e.limit,
                        rating_buckets=self.rating_buckets, voting=voting)
         self.model.train()

@@ -1,0 +1,115 @@
+"""ARC evaluation as the papers report it: voting across augmented views, pass@K, submission.json.
+
+Every test-split row is one augmented version of one test input. Its final prediction is cropped
+(the largest top-left all-colour rectangle), mapped back (inverse transform, then inverse colour
+map, from the version's identifier ``task|||t{t}|||{perm}``) and counted as a vote for that test
+input, with the model's halting confidence sigmoid(q_halt). Candidates are ranked by (votes, mean
+confidence). pass@K: a test input is solved when its true output is among the top K; a task
+scores the fraction of its test inputs solved; the benchmark score is the mean over tasks.
+
+One ``ArcVoting`` object is one evaluation: votes never carry over to the next one (the official
+evaluator accumulates them across evaluations of different checkpoints).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import storage
+from ..errors import RecursaError
+from .arc import crop, invert_grid, parse_version
+
+PASS_K = (1, 2, 5, 10, 100, 1000)
+
+
+def _key(grid: np.ndarray) -> bytes:
+    return bytes(grid.shape) + grid.tobytes()
+
+
+class ArcVoting:
+    writes_submission = True  # result() carries the Kaggle submission
+
+    def __init__(self, data_dir: str | Path, split_meta: dict | None = None, *, puzzle_identifiers=None,
+                 puzzle_indices=None):
+        root = Path(data_dir)
+        for name in ("identifiers.json", "test_puzzles.json"):
+            if not (root / name).is_file():
+                raise RecursaError(f"{root / name}: missing (ARC evaluation needs a dataset from `recursa build arc`)")
+        self.names = storage.read_json(root / "identifiers.json", expect=list)
+        truth = storage.read_json(root / "test_puzzles.json", expect=dict)
+        try:
+            self.truth = {tid: [np.array(p["output"], dtype=np.uint8) for p in t["test"]] for tid, t in truth.items()}
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise RecursaError(f"{root / 'test_puzzles.json'}: expected {{task id: {{\"test\": [{{\"output\": grid}}]}}}} "
+                               f"({type(e).__name__}: {e})") from None
+        self.puzzle_identifiers = np.asarray(puzzle_identifiers)
+        self.puzzle_indices = np.asarray(puzzle_indices)
+        self.votes: dict[tuple[str, int], dict[bytes, list]] = {}
+        self._parsed: dict[int, tuple[str, int, np.ndarray]] = {}
+
+    @classmethod
+    def for_split(cls, data_dir: str | Path, split) -> ArcVoting:
+        return cls(data_dir, puzzle_identifiers=split.puzzle_identifiers, puzzle_indices=split.puzzle_indices)
+
+    def _version(self, ident: int) -> tuple[str, int, np.ndarray]:
+        v = self._parsed.get(ident)
+        if v is None:
+            v = self._parsed[ident] = parse_version(self.names[ident])
+        return v
+
+    def update(self, idx: np.ndarray, preds: np.ndarray, q_halt: np.ndarray) -> None:
+        """Votes of test rows ``idx`` (predicted tokens (B, 900), halting logits (B,))."""
+        puzzle = np.searchsorted(self.puzzle_indices, idx, side="right") - 1
+        pair = idx - self.puzzle_indices[puzzle]
+        conf = 1.0 / (1.0 + np.exp(-np.asarray(q_halt, dtype=np.float64)))
+        for i, grid in enumerate(crop(preds)):
+            task, t, mapping = self._version(int(self.puzzle_identifiers[puzzle[i]]))
+            if task not in self.truth:
+                continue
+            if grid.size:
+                grid = invert_grid(grid, t, mapping)
+            box = self.votes.setdefault((task, int(pair[i])), {})
+            entry = box.get(_key(grid))
+            if entry is None:
+                box[_key(grid)] = [1, conf[i], grid]
+            else:
+                entry[0] += 1
+                entry[1] += conf[i]
+
+    def ranked(self, task: str, pair: int) -> list[np.ndarray]:
+        """Candidate answers, best first: most votes, then highest mean confidence."""
+        box = self.votes.get((task, pair), {})
+        order = sorted(box.values(), key=lambda e: (e[0], e[1] / e[0]), reverse=True)
+        return [e[2] for e in order]
+
+    def result(self) -> dict:
+        """pass@K over the tasks that received predictions, and the submission."""
+        tasks = sorted({task for task, _ in self.votes})
+        if not tasks:
+            return {"tasks": 0}
+        solved = {k: [] for k in PASS_K}
+        submission = {}
+        for task in tasks:
+            outs = self.truth[task]
+            per_k = {k: 0 for k in PASS_K}
+            attempts = []
+            for p, true in enumerate(outs):
+                ranked = self.ranked(task, p)
+                hits = [r.shape == true.shape and np.array_equal(r, true) for r in ranked]
+                first = hits.index(True) if True in hits else None
+                for k in PASS_K:
+                    per_k[k] += first is not None and first < k
+                top = [r for r in ranked if r.size][:2]
+                top = top or [np.zeros((1, 1), np.uint8)]
+                top = top + [top[0]] * (2 - len(top))
+                attempts.append({"attempt_1": top[0].tolist(), "attempt_2": top[1].tolist()})
+            for k in PASS_K:
+                solved[k].append(per_k[k] / len(outs))
+            submission[task] = attempts
+        res = {f"pass@{k}": float(np.mean(v)) for k, v in solved.items()}
+        res["tasks"] = len(tasks)
+        res["test_inputs"] = sum(len(self.truth[t]) for t in tasks)
+        res["submission"] = submission
+        return res
