@@ -5,11 +5,12 @@ serves every request above its *mmap threshold* (128 KiB at start, raised adapti
 size of the largest block freed) with a fresh ``mmap`` and returns it to the kernel on ``free``, and
 it hands the top of the heap back to the kernel whenever more than the *trim threshold* is free.
 A recursive model allocates and frees the same few activation sizes (0.5-30 MB) hundreds of times
-per step, so the default settings turn each of them into new pages the kernel must fault in and
-zero: measured on the ``tiny`` preset (2 cores), about 258,000 page faults per inference batch with
-the static 128 KiB threshold and a batch 1.8x slower than with the settings below, which keep
-freed blocks for reuse (357 faults per batch). Peak memory is unchanged (the blocks are
-the same ones); memory freed late in a run stays with the process until it exits.
+per step, so the default settings turn many of them into new pages the kernel must fault in and
+zero: measured on 2 cores, about 13,000 page faults per ``tiny`` inference batch with glibc's
+defaults against ~350 with the settings below, which keep freed blocks for reuse; the official
+TRM code itself runs ``sudoku-mlp`` inference 1.45x and ``tiny`` inference 1.18x faster with them
+(``docs/benchmarks.md``). The cost: memory freed late in a run stays with the process, so the
+peak resident size can be a few percent higher than the live tensors need.
 
 :func:`tune_allocator` sets ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt`` (glibc
 only; elsewhere it does nothing). The command line calls it at start-up; library users may call
