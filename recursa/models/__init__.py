@@ -7,7 +7,8 @@ import torch
 from ..config import ModelConfig
 from .act import ACT, Carry
 from .hrm import HRM
-from .trm import TRM, Baseline, DataSpec, SingleLatentTRM
+from .base import DataSpec
+from .trm import TRM, Baseline, SingleLatentTRM
 
 MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline}
 

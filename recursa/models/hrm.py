@@ -19,7 +19,7 @@ import torch
 
 from ..config import ModelConfig
 from .layers import ReasoningModule
-from .trm import DataSpec, TwoStateModel
+from .base import DataSpec, TwoStateModel
 
 
 class HRM(TwoStateModel):

@@ -1,0 +1,116 @@
+"""What every recursive model shares: the data spec, the token model (input embedding with the
+puzzle prefix and positions, the output and halting heads) and the recursion state, one tensor
+(single-latent TRM, baseline) or two (TRM's y and z, HRM's z_H and z_L), started from fixed
+random init vectors. Module and buffer names equal the official ones, so weights map 1:1."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .layers import Block, Embedding, Linear, PuzzleEmbedding, RotaryEmbedding, trunc_normal_
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about its dataset (from ``dataset.json``)."""
+
+    vocab_size: int
+    seq_len: int
+    num_puzzle_identifiers: int
+
+
+class TokenModel(nn.Module):
+    """Input embedding (tokens + puzzle prefix + positions) and the two heads, shared by TRM and
+    the baseline so both have identical embedding/head parameters."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg, self.spec = cfg, spec
+        D = cfg.hidden_size
+        self.prefix_len = cfg.prefix_len
+        self.positions = spec.seq_len + self.prefix_len
+        self.embed_scale = math.sqrt(D)
+        self.dtype = getattr(torch, cfg.forward_dtype)
+        self.embed_tokens = Embedding(spec.vocab_size, D, 1.0 / self.embed_scale, generator)
+        self.lm_head = Linear(D, spec.vocab_size, generator=generator)
+        self.q_head = Linear(D, 2, bias=True, generator=generator)
+        with torch.no_grad():  # halting starts "never halt": sigmoid(-5) ~ 0.007
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5.0)
+        if cfg.emb_ndim > 0:
+            self.puzzle_emb = PuzzleEmbedding(spec.num_puzzle_identifiers, cfg.emb_ndim)
+        self.rotary_emb = None
+        if cfg.pos_encodings == "rope":
+            self.rotary_emb = RotaryEmbedding(D // cfg.num_heads, self.positions, cfg.rope_theta)
+        elif cfg.pos_encodings == "learned":
+            self.embed_pos = Embedding(self.positions, D, 1.0 / self.embed_scale, generator)
+
+    def make_blocks(self, n: int, generator: torch.Generator | None) -> list[Block]:
+        c = self.cfg
+        return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,
+                      c.ffn_multiple)
+                for _ in range(n)]
+
+    def embed(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
+        """x = sqrt(D) * [puzzle prefix ; token embeddings]  -> (B, P + L, D)."""
+        dtype = self.dtype
+        x = self.embed_tokens(inputs, dtype)
+        if self.prefix_len:
+            B, D = x.shape[0], self.cfg.hidden_size
+            pe = self.puzzle_emb(puzzle_identifiers.long()).to(dtype)  # (B, ndim)
+            pad = self.prefix_len * D - pe.shape[-1]
+            if pad > 0:
+                pe = torch.nn.functional.pad(pe, (0, pad))
+            x = torch.cat((pe.view(B, self.prefix_len, D), x), dim=1)
+        if self.cfg.pos_encodings == "learned":
+            x = 0.707106781 * (x + self.embed_pos.embedding_weight.to(dtype))
+        return (self.embed_scale * x).to(dtype)
+
+    def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits (B, L, V), q_halt (B,), q_continue (B,)); q read at position 0, in float32."""
+        logits = self.lm_head(z_H)[:, self.prefix_len:]
+        q = self.q_head(z_H[:, 0]).float()
+        return logits, q[..., 0], q[..., 1]
+
+
+class TwoStateModel(TokenModel):
+    """A TokenModel with a two-tensor recursion state (z_H, z_L) that starts from fixed
+    (not learned) random init vectors, broadcast over positions: TRM's y and z, HRM's z_H and z_L."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+
+    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        shape = (batch_size, self.positions, self.cfg.hidden_size)
+        return tuple(v.to(device, self.dtype).expand(shape).clone() for v in (self.H_init, self.L_init))
+
+    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rows where ``reset`` is true restart from the init vectors."""
+        m = reset.view(-1, 1, 1)
+        z_H, z_L = state
+        return (torch.where(m, self.H_init.to(z_H.dtype), z_H), torch.where(m, self.L_init.to(z_L.dtype), z_L))
+
+
+class OneStateModel(TokenModel):
+    """A TokenModel whose recursion state is one tensor z, starting from the fixed init vector
+    named ``init_name`` (the official buffer name of each model, so weights map 1:1)."""
+
+    init_name = "L_init"
+
+    def add_init_vector(self, generator: torch.Generator | None) -> None:
+        self.register_buffer(self.init_name, trunc_normal_(torch.empty(self.cfg.hidden_size), 1.0, generator))
+
+    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        shape = (batch_size, self.positions, self.cfg.hidden_size)
+        return (getattr(self, self.init_name).to(device, self.dtype).expand(shape).clone(),)
+
+    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (z,) = state
+        return (torch.where(reset.view(-1, 1, 1), getattr(self, self.init_name).to(z.dtype), z),)
