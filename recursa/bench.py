@@ -327,7 +327,7 @@ def compare(target: str, preset: str, official: str, *, official_malloc: str = "
         argv = [sys.executable, "-m", "recursa", "bench", target, "--preset", preset, "--impl", impl,
                 "--official", str(root), "--json", str(out)]
         for key in ("dtype", "threads", "device", "seconds", "steps", "warmup", "batch"):
-            if kw.get(key) not in (None, 0, "", False):
+            if kw.get(key) is not None:  # 0 passes through: --warmup 0 means none, elsewhere the default
                 argv += [f"--{key}", str(kw[key])]
         if kw.get("compile"):
             argv.append("--compile")
