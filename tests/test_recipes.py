@@ -50,6 +50,24 @@ def test_published_recipe_matches_the_papers(name):
         assert "--submission" in script and f"--version {name[-1]}" in script
 
 
+def test_hrm_arc2_trains_on_the_published_tasks_and_the_conceptarc_variant_is_named():
+    """HRM's ARC-AGI-2 run used training2 + evaluation2 only; TRM's adds ConceptARC. The HRM recipe
+    is the published one; the ConceptARC variant differs only in its data and says so."""
+    pub = config.load(REPO / "configs" / "hrm_arc2.toml")
+    var = config.load(REPO / "configs" / "hrm_arc2concept.toml")
+    assert "concept" not in pub.train.data and "concept" in var.train.data
+    assert var.model == pub.model
+    same = {k: v for k, v in config.to_dict(var)["train"].items() if k not in ("data", "out", "eval_interval",
+                                                                               "checkpoint_interval")}
+    assert same == {k: v for k, v in config.to_dict(pub)["train"].items() if k in same}
+    script = (REPO / "runs" / "hrm_arc2.sh").read_text()
+    assert "concept" not in script.split("set -euo pipefail")[1].replace("hrm_arc2concept", "")
+    assert "--subsets training2,evaluation2" in script
+    v_script = (REPO / "runs" / "hrm_arc2concept.sh").read_text()
+    assert "recursa train configs/hrm_arc2concept.toml" in v_script and f"--out {var.train.data}" in v_script
+    assert "NOT the published" in (REPO / "configs" / "hrm_arc2concept.toml").read_text()
+
+
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_cpu_version_has_the_same_model_family_and_its_own_data_line(name):
     full = config.load(REPO / "configs" / f"{name}.toml")
