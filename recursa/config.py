@@ -35,7 +35,7 @@ CONFIG_VERSION = 1
 #: (hidden_size = 2**40) is an error naming the key instead of an allocator crash.
 MODEL_LIMITS = {"hidden_size": 65536, "L_layers": 1024, "H_layers": 1024, "baseline_layers": 1024,
                 "H_cycles": 10000, "L_cycles": 10000, "halt_max_steps": 100000, "puzzle_emb_len": 65536,
-                "puzzle_emb_ndim": 65536, "ffn_multiple": 65536}
+                "puzzle_emb_ndim": 65536, "ffn_multiple": 65536, "latents": 64}
 MAX_EXPANSION = 64.0
 MAX_BATCH_SIZE = 1 << 20
 MAX_THREADS = 4096
@@ -77,6 +77,11 @@ class ModelConfig:
     #: TRM single-latent ablation (official ``trm_singlez``): one state z, updated n times as
     #: z <- f(z + x) and then once as z <- f(z) per cycle; heads read z. TRM only.
     single_latent: bool = False
+    #: TRM multi-latent ablation (official ``trm_hier6``: 6): K latents z_1..z_K instead of one; in
+    #: each cycle, latent update i (i = 1..n) replaces z_i with f(z_1 + ... + z_K, y + x), then
+    #: y <- f(y, z_1 + ... + z_K). Needs n = L_cycles <= K (the paper's ablation: K = n = 6).
+    #: 1 = the plain TRM. TRM only.
+    latents: int = 1
     #: Replace attention by a SwiGLU over the token axis (TRM-MLP).
     mlp_t: bool = False
     #: Position encoding: rotary, learned table, or none.
@@ -115,6 +120,14 @@ class ModelConfig:
             raise RecursaError("model.puzzle_emb_ndim must be >= -1; model.puzzle_emb_len and model.baseline_layers >= 0")
         if self.single_latent and self.arch != "trm":
             raise RecursaError(f"model.single_latent is a TRM ablation; it does not apply to arch={self.arch!r}")
+        _positive(self, "latents")
+        if self.latents > 1:
+            if self.arch != "trm" or self.single_latent:
+                raise RecursaError(f"model.latents = {self.latents} is a TRM ablation (official trm_hier6); it does not "
+                                   f"apply to arch={self.arch!r}" + (" with single_latent" if self.single_latent else ""))
+            if self.L_cycles > self.latents:
+                raise RecursaError(f"model.L_cycles = {self.L_cycles} > model.latents = {self.latents}: each latent "
+                                   "update replaces its own latent, so n = L_cycles must be <= latents")
 
     @property
     def emb_ndim(self) -> int:

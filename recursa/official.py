@@ -38,7 +38,8 @@ PREFIXES = ("_orig_mod.", "model.")
 
 def detect_arch(name: str) -> str | None:
     """recursa arch of an official ``arch.name`` (``recursive_reasoning.trm@...``, ``...hrm@...``,
-    ``...trm_singlez@...`` (TRM with ``single_latent``), ``...transformers_baseline@...``)."""
+    ``...trm_singlez@...`` (TRM with ``single_latent``), ``...trm_hier6@...`` (TRM with
+    ``latents = 6``), ``...transformers_baseline@...``)."""
     n = name.lower()
     if "transformers_baseline" in n or "model_actv2" in n:
         return "baseline"
@@ -72,6 +73,9 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
     model: dict = {"arch": arch}
     if arch == "trm" and "singlez" in str(a.get("name", "")).lower():
         model["single_latent"] = True
+    hier = re.search(r"trm_hier(\d+)", str(a.get("name", "")).lower())
+    if arch == "trm" and hier:  # the multi-latent ablation: trm_hier6 = six latents
+        model["latents"] = int(hier.group(1))
     unknown = []
     for key, value in a.items():
         if key in SAME:

@@ -223,3 +223,109 @@ def test_version_names_are_checked():
     task, t, m = parse_version("00d62c1b_t5_0372619854")  # the HRM builder's naming
     assert (task, t, m.tolist()) == ("00d62c1b", 5, [0, 3, 7, 2, 6, 1, 9, 8, 5, 4])
     assert parse_version("00d62c1b")[1] == 0
+
+
+def test_hrm_rule_counts_a_task_only_when_all_its_test_inputs_are_right(tmp_path, small_arc):
+    """TRM averages the fraction of a task's test inputs solved; HRM's notebook counts the task only
+    when all are solved. One task with two test inputs, one of them answered wrong by every view."""
+    root = tmp_path / "src"
+    root.mkdir()
+    for sub in ("training", "evaluation"):
+        for kind in ("challenges", "solutions"):
+            (root / f"x_{sub}_{kind}.json").write_text(small_arc.with_name(f"x_{sub}_{kind}.json").read_text())
+    ch = json.loads((root / "x_evaluation_challenges.json").read_text())
+    so = json.loads((root / "x_evaluation_solutions.json").read_text())
+    two = sorted(ch)[0]
+    ch[two]["test"].append({"input": ch[two]["train"][0]["input"]})
+    so[two].append(ch[two]["train"][0]["output"])
+    (root / "x_evaluation_challenges.json").write_text(json.dumps(ch))
+    (root / "x_evaluation_solutions.json").write_text(json.dumps(so))
+    build_arc(tmp_path / "d", files=str(root / "x"), subsets=["training", "evaluation"], num_aug=3, log=lambda *a: None)
+    test = load_split(tmp_path / "d", "test")
+    labels = np.asarray(test.labels).copy()
+    puzzle = np.searchsorted(test.puzzle_indices, np.arange(len(labels)), side="right") - 1
+    second = np.arange(len(labels)) - test.puzzle_indices[puzzle] == 1  # only the two-input task has these
+    assert second.any()
+    labels[second] = np.where(labels[second] >= 2, 2, labels[second])  # all black: wrong for that input
+    v = ArcVoting.for_split(tmp_path / "d", test)
+    _feed(v, test, list(labels))
+    res = v.result()
+    assert res["tasks"] == 4 and res["test_inputs"] == 5
+    assert res["pass@1"] == pytest.approx((3 + 0.5) / 4)  # TRM: the two-input task scores 1/2
+    assert res["all_tests_pass@1"] == pytest.approx(3 / 4)  # HRM: it scores 0
+    assert all(res[f"all_tests_pass@{k}"] <= res[f"pass@{k}"] for k in (1, 2, 5, 10, 100, 1000))
+    lines = v.lines(res)
+    assert "TRM rule" in lines[1] and "HRM rule" in lines[2]
+    assert v.scalars(res)["ARC/all_tests_pass@2"] == res["all_tests_pass@2"]
+
+
+@pytest.fixture(scope="module")
+def arc_run(tmp_path_factory, small_arc):
+    """A small ARC dataset and a run that kept two checkpoints (steps 2 and 4)."""
+    from recursa import config
+    from recursa.training.trainer import fit
+    root = tmp_path_factory.mktemp("arcrun")
+    build_arc(root / "d", files=str(small_arc), subsets=["training", "evaluation"], num_aug=2, log=lambda *a: None)
+    cfg = config.from_dict({
+        "model": {"hidden_size": 16, "num_heads": 2, "L_layers": 1, "H_cycles": 1, "L_cycles": 1, "halt_max_steps": 2,
+                  "mlp_t": False, "pos_encodings": "rope", "puzzle_emb_ndim": 16, "puzzle_emb_len": 1},
+        "train": {"data": str(root / "d"), "out": str(root / "run"), "batch_size": 4, "steps": 4, "lr": 3e-2,
+                  "lr_warmup_steps": 1, "log_interval": 1, "eval_interval": -1, "checkpoint_interval": 2,
+                  "keep_checkpoints": 2, "device": "cpu", "num_threads": 1},
+    })
+    fit(cfg, progress=False, log=lambda *a: None)
+    return root
+
+
+def test_votes_pool_over_checkpoints_as_the_official_evaluator_does(arc_run):
+    """eval --checkpoints: every checkpoint's votes go to one pool (each view votes once per
+    checkpoint); each checkpoint is also scored alone."""
+    from recursa.cli.eval import _Tee
+    from recursa.evaluation.evaluate import evaluate
+    from recursa.inference import load_checkpoint
+    from recursa.training import checkpoint
+    ckpts = checkpoint.step_dirs(arc_run / "run" / "checkpoints")
+    assert [c.name for c in ckpts] == ["step_0000002", "step_0000004"]
+    test = load_split(arc_run / "d", "test")
+    pool = ArcVoting.for_split(arc_run / "d", test)
+    alone = []
+    for c in ckpts:
+        loaded = load_checkpoint(c)
+        own = loaded.task.scorer(arc_run / "d", test)
+        evaluate(loaded.model, test, loaded.task, batch_size=16, scorer=_Tee(own, pool))
+        alone.append(own)
+    for key, box in pool.votes.items():
+        n = sum(e[0] for e in box.values())
+        assert n == sum(sum(e[0] for e in a.votes.get(key, {}).values()) for a in alone) == 2 * 3  # 3 views x 2
+        for g, e in box.items():
+            assert e[0] == sum(a.votes.get(key, {}).get(g, [0])[0] for a in alone)
+
+
+def test_eval_checkpoints_cli_pools_and_names_each(arc_run, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    run = arc_run / "run"
+    assert main(["eval", "--checkpoints", f"{run}/checkpoints/step_0000002,{run}", "--data", str(arc_run / "d"),
+                 "--json", str(out), "--submission", str(tmp_path / "sub.json")]) == 0
+    res = json.loads(out.read_text())
+    assert [r["step"] for r in res["checkpoints"]] == [2, 4]
+    assert res["arc"]["checkpoints"] == 2 and res["arc"]["tasks"] == 4
+    assert all(r["arc"]["tasks"] == 4 and "checkpoints" not in r["arc"] for r in res["checkpoints"])
+    assert "pooled over 2 checkpoints" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "sub.json").read_text())) == 4
+    # --all-checkpoints takes every kept checkpoint of a run: the same two
+    out2 = tmp_path / "e2.json"
+    assert main(["eval", "--checkpoints", str(run), "--all-checkpoints", "--data", str(arc_run / "d"),
+                 "--json", str(out2)]) == 0
+    assert json.loads(out2.read_text())["arc"] == res["arc"]
+    # one checkpoint: the result as before, no pooling
+    assert main(["eval", str(run), "--data", str(arc_run / "d"), "--json", str(out2)]) == 0
+    single = json.loads(out2.read_text())
+    assert single["step"] == 4 and single["arc"] == res["checkpoints"][1]["arc"]
+    capsys.readouterr()
+    for argv, msg in ((["eval", str(run), "--checkpoints", str(run)], "not both"),
+                      (["eval"], "either CKPT or --checkpoints"),
+                      (["eval", "--checkpoints", f"{run},"], "an empty name"),
+                      (["eval", "--checkpoints", str(run / "checkpoints"), "--all-checkpoints"], "needs run directories")):
+        assert main([*argv, "--data", str(arc_run / "d")]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err

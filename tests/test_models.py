@@ -278,3 +278,38 @@ def test_official_transformer_baseline_eight_layers_carried_state():
     with torch.inference_mode():
         carry, _ = one(one.initial_carry(batch), batch)
     assert carry.halted.all()
+
+
+def test_multi_latent_ablation_update_rule_and_gradient():
+    """latents = K (official trm_hier6): latent update i replaces z_i with f(sum z, y + x), then
+    y <- f(y, sum z); only the last cycle carries gradient; latents past n keep their init."""
+    from recursa.models.trm import MultiLatentTRM
+    model = _small(latents=4, H_cycles=2, L_cycles=3).train()
+    inner = model.inner
+    assert isinstance(inner, MultiLatentTRM)
+    assert {"H_init", "L1_init", "L2_init", "L3_init", "L4_init"} <= set(dict(inner.named_buffers()))
+    assert "L_init" not in dict(inner.named_buffers())
+    g = torch.Generator().manual_seed(0)
+    batch = {"inputs": torch.randint(0, 6, (2, 16), generator=g), "labels": torch.randint(1, 6, (2, 16), generator=g),
+             "puzzle_identifiers": torch.tensor([0, 2])}
+    calls = []
+    f = inner.L_level.forward
+    inner.L_level.forward = lambda h, inj, rope: calls.append((h.detach().clone(), torch.is_grad_enabled())) or f(h, inj, rope)
+    state = inner.initial_state(2, torch.device("cpu"))
+    new, logits, _, _ = inner(state, batch)
+    inner.L_level.forward = f
+    # 2 cycles x (3 latent updates + 1 answer update); only the second cycle's calls carry gradient
+    assert [grad for _, grad in calls] == [False] * 4 + [True] * 4
+    # the first latent update sees the sum of the init latents; the 4th latent is never updated
+    z0 = sum(state[1:][1:], state[1])
+    assert torch.equal(calls[0][0], z0)
+    assert torch.equal(new[4], state[4]) and not torch.equal(new[1], state[1])
+    logits.sum().backward()
+    assert inner.L_level.layers[0].mlp.down_proj.weight.grad is not None
+    # n must not exceed K; TRM only
+    with pytest.raises(Exception, match="L_cycles = 5 > model.latents = 4"):
+        ModelConfig(latents=4, L_cycles=5)
+    with pytest.raises(Exception, match="TRM ablation"):
+        ModelConfig(arch="hrm", latents=6, L_cycles=2)
+    with pytest.raises(Exception, match="single_latent"):
+        ModelConfig(latents=6, single_latent=True)

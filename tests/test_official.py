@@ -220,3 +220,38 @@ def test_official_baseline_config_with_twelve_heads_at_hidden_512(tmp_path, caps
         _, o2 = loaded.model(loaded.model.initial_carry(batch), batch)
     assert torch.equal(o1["logits"], o2["logits"])
     assert "not given, so the official defaults: arch.forward_dtype = bfloat16" in capsys.readouterr().out
+
+
+def test_official_trm_hier6_imports_and_reproduces_the_official_outputs(tmp_path, capsys):
+    """The multi-latent ablation (official trm_hier6): arch.name gives latents = 6; its official keys
+    (H_init, L1_init..L6_init) load, and the imported model reproduces the official code's outputs
+    (tests/fixtures/official/trm_hier6.*, made by make_trm_hier6.py from the official code)."""
+    meta = json.loads(fixture_file("official/trm_hier6.json").read_text())
+    weights = load_file(str(fixture_file("official/trm_hier6.weights.safetensors")))
+    io = load_file(str(fixture_file("official/trm_hier6.io.safetensors")))
+    assert {f"inner.L{i}_init" for i in range(1, 7)} <= set(weights) and "inner.L_init" not in weights
+    ckpt = tmp_path / "step_99"
+    torch.save({"_orig_mod.model." + k: v.float() for k, v in weights.items()}, ckpt)
+    arch = {k: v for k, v in meta["config"].items() if k != "batch_size"}
+    arch.update({"name": "recursive_reasoning.trm_hier6@TinyRecursiveReasoningModel_ACTV1",
+                 "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"}})
+    yml = tmp_path / "all_config.yaml"
+    yml.write_text(yaml.safe_dump({"arch": arch}))
+    out = tmp_path / "imported"
+    assert main(["import-official", str(ckpt), "--config", str(yml), "--seq-len", str(arch["seq_len"]),
+                 "--out", str(out)]) == 0
+    assert "fields not used" not in capsys.readouterr().out
+    loaded = load_checkpoint(out)
+    assert loaded.cfg.model.latents == 6 and loaded.cfg.model.L_cycles == 6
+    batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
+    with torch.inference_mode():
+        carry = loaded.model.initial_carry(batch)
+        for k in range(1, 4):
+            carry, o = loaded.model(carry, batch)
+            for name in ("logits", "q_halt_logits", "q_continue_logits"):
+                assert (o[name] - io[f"step{k}.{name}"]).abs().max() <= 1e-5, (k, name)
+            assert torch.equal(carry.halted, io[f"step{k}.halted"])
+    names = ["final.z_H"] + [f"final.z_L{i}" for i in range(1, 7)]
+    assert len(carry.state) == 7
+    for got, name in zip(carry.state, names):
+        assert (got - io[name]).abs().max() <= 1e-5, name

@@ -172,7 +172,11 @@ def test_rating_buckets_and_eval_by_rating(tmp_path, pairs):
     model = build_model(ModelConfig(hidden_size=16, num_heads=2, H_cycles=1, L_cycles=1, halt_max_steps=2,
                                     mlp_t=True, pos_encodings="none", puzzle_emb_ndim=0),
                         DataSpec(11, 81, 1)).eval()
-    res = evaluate(model, test, None, batch_size=7, rating_buckets=[0, 1, 10, 100])
+    from recursa.tasks import SudokuTask
+    scorer = SudokuTask(3, 3).scorer(tmp_path / "r", test)  # the family's scorer, buckets from task.json
+    res = evaluate(model, test, None, batch_size=7, scorer=scorer)
+    import dataclasses
+    assert SudokuTask(3, 3).scorer(tmp_path / "r", dataclasses.replace(test, extras={})) is None  # no ratings
     by = res["exact_by_rating"]
     assert list(by) == ["0", "1-9", "10-99", "100+"]
     counts = np.bincount(np.searchsorted([0, 1, 10, 100], test.extras["ratings"], side="right") - 1, minlength=4)

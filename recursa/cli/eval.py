@@ -1,11 +1,18 @@
 """Evaluate a checkpoint on a dataset split: token accuracy, exact accuracy, valid-solution rate
-(task checker), steps, and exact accuracy after each supervision step.
+(task checker), steps, exact accuracy after each supervision step, and the family's own metric
+(ARC: voting across views, pass@K under TRM's and HRM's rules; Sudoku-Extreme: exact by rating).
 
 CKPT is a checkpoint directory or a run directory (its latest checkpoint is used).
+``--checkpoints A,B,...`` evaluates several checkpoints of the same model on the same data; where
+the family's metric pools (ARC), their votes are pooled into one result, which is what the
+official ARC evaluator reports (it accumulates votes over every evaluation of a run). recursa's
+default, one checkpoint, scores that checkpoint alone.
 
 Examples:
   recursa eval runs/demo/trm --data runs/demo/data
   recursa eval runs/demo/trm --data runs/demo/data --steps 16 --json deeper.json
+  recursa eval --checkpoints runs/arc/checkpoints/step_0050000,runs/arc --data data/arc1 --submission sub.json
+  recursa eval --checkpoints runs/arc --all-checkpoints --data data/arc1     # every kept checkpoint
 """
 
 from __future__ import annotations
@@ -19,7 +26,12 @@ from ..errors import RecursaError
 
 
 def add_arguments(p: argparse.ArgumentParser):
-    p.add_argument("ckpt", help="checkpoint or run directory")
+    p.add_argument("ckpt", nargs="?", help="checkpoint or run directory")
+    p.add_argument("--checkpoints", metavar="A,B,...",
+                   help="several checkpoints (or run directories) of one model, comma-separated: each is scored, "
+                        "and ARC votes are pooled across them (the official evaluator's protocol)")
+    p.add_argument("--all-checkpoints", action="store_true",
+                   help="with run directories: use every checkpoint the run kept, not just its latest")
     p.add_argument("--data", required=True, help="dataset directory (official layout)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
@@ -34,8 +46,67 @@ def add_arguments(p: argparse.ArgumentParser):
                                         "test input, from voting across augmented views) to this file")
 
 
+def checkpoint_list(args) -> list[Path]:
+    """The checkpoints named by CKPT / --checkpoints (/ --all-checkpoints), in order, each once."""
+    from ..training import checkpoint
+
+    if (args.ckpt is None) == (args.checkpoints is None):
+        raise RecursaError("name the checkpoint: either CKPT or --checkpoints A,B,... (not both)")
+    names = [args.ckpt] if args.ckpt is not None else [x.strip() for x in args.checkpoints.split(",")]
+    if any(not n for n in names):
+        raise RecursaError(f"--checkpoints {args.checkpoints!r}: an empty name (expected A,B,...)")
+    out: list[Path] = []
+    for name in names:
+        path = Path(name)
+        steps = checkpoint.step_dirs(path / "checkpoints") if args.all_checkpoints else []
+        if args.all_checkpoints and not steps and not (path / "config.json").is_file():
+            raise RecursaError(f"{path}: --all-checkpoints needs run directories; no checkpoints/ found there")
+        for ckpt in steps or [checkpoint.resolve(path)]:
+            if ckpt.resolve() not in [c.resolve() for c in out]:
+                out.append(ckpt)
+    return out
+
+
+def _check_fit(loaded, split, data, split_name) -> None:
+    m, spec = split.meta, loaded.spec
+    if (m["vocab_size"], m["seq_len"]) != (spec.vocab_size, spec.seq_len):
+        raise RecursaError(f"{data}/{split_name}: vocab_size {m['vocab_size']} / seq_len {m['seq_len']} do not match "
+                           f"the checkpoint's {spec.vocab_size} / {spec.seq_len} ({loaded.path})")
+    if m["num_puzzle_identifiers"] > spec.num_puzzle_identifiers:
+        raise RecursaError(f"{data}/{split_name}: {m['num_puzzle_identifiers']} puzzle identifiers, the checkpoint "
+                           f"{loaded.path} has embeddings for {spec.num_puzzle_identifiers}")
+
+
+def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
+    name = loaded.task.describe() if loaded.task else "dataset"
+    print(f"{loaded.path}  ({loaded.cfg.model.arch}, step {loaded.meta['step']}) on {data}/{split_name}: {res['n']} {name} puzzles")
+    print(f"  token accuracy   {res['token_accuracy']:.4f}")
+    print(f"  exact accuracy   {res['exact_accuracy']:.4f}")
+    if res["valid_rate"] is not None:
+        print(f"  valid solutions  {res['valid_rate']:.4f}")
+    print(f"  steps            {res['mean_steps']:.0f} (model's own halting step: mean {res['halt_step_mean']:.2f})")
+    print("  exact by step    " + "  ".join(f"{i + 1}:{x:.3f}" for i, x in enumerate(res["exact_by_step"])))
+    if scorer is not None and scorer.key in res:
+        for line in scorer.lines(res[scorer.key]):
+            print("  " + line)
+
+
+class _Tee:
+    """Feeds one evaluation's rows to a checkpoint's own scorer and to the pooled one."""
+
+    def __init__(self, own, pool):
+        self.own, self.pool, self.key = own, pool, own.key
+
+    def update(self, *a) -> None:
+        self.own.update(*a)
+        self.pool.update(*a)
+
+    def result(self) -> dict:
+        return self.own.result()
+
+
 def run(args) -> int:
-    from ..data.format import load_split
+    from ..data.format import load_split, read_task_info
     from ..evaluation.evaluate import evaluate
     from ..inference import load_checkpoint, pick_device
     from ..training.checkpoint import atomic_write_text
@@ -45,45 +116,54 @@ def run(args) -> int:
     for flag, path in (("--json", args.json_out), ("--submission", args.submission)):
         if path is not None:
             storage.check_file_out(path, flag)
+    paths = checkpoint_list(args)
     device = pick_device(args.device)
-    loaded = load_checkpoint(args.ckpt, device, args.dtype)
     split = load_split(args.data, args.split)
-    m, spec = split.meta, loaded.spec
-    if (m["vocab_size"], m["seq_len"]) != (spec.vocab_size, spec.seq_len):
-        raise RecursaError(f"{args.data}/{args.split}: vocab_size {m['vocab_size']} / seq_len {m['seq_len']} do not match "
-                           f"the checkpoint's {spec.vocab_size} / {spec.seq_len}")
-    if m["num_puzzle_identifiers"] > spec.num_puzzle_identifiers:
-        raise RecursaError(f"{args.data}/{args.split}: {m['num_puzzle_identifiers']} puzzle identifiers, the checkpoint "
-                           f"has embeddings for {spec.num_puzzle_identifiers}")
-    from ..data.format import read_task_info
-    buckets = read_task_info(args.data).get("rating_buckets")
-    voting = loaded.task.scorer(args.data, split) if loaded.task is not None else None
-    if args.submission and not getattr(voting, "writes_submission", False):
-        raise RecursaError("--submission is for ARC datasets (built with `recursa build arc`)")
-    res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
-                   limit=args.limit, steps=args.steps or None, rating_buckets=buckets, voting=voting)
-    name = loaded.task.describe() if loaded.task else "dataset"
-    print(f"{loaded.path}  ({loaded.cfg.model.arch}, step {loaded.meta['step']}) on {args.data}/{args.split}: {res['n']} {name} puzzles")
-    print(f"  token accuracy   {res['token_accuracy']:.4f}")
-    print(f"  exact accuracy   {res['exact_accuracy']:.4f}")
-    if res["valid_rate"] is not None:
-        print(f"  valid solutions  {res['valid_rate']:.4f}")
-    print(f"  steps            {res['mean_steps']:.0f} (model's own halting step: mean {res['halt_step_mean']:.2f})")
-    print("  exact by step    " + "  ".join(f"{i + 1}:{x:.3f}" for i, x in enumerate(res["exact_by_step"])))
-    if "exact_by_rating" in res:
-        print("  exact by rating  " + "  ".join(f"{k}: {v['exact']:.3f} (n={v['n']})" for k, v in res["exact_by_rating"].items()
-                                               if v["n"]))
-    if "arc" in res and res["arc"].get("tasks"):
-        a = res["arc"]
-        print(f"  ARC ({a['tasks']} tasks, {a['test_inputs']} test inputs, voting over views): "
-              + "  ".join(f"{k} {a[k]:.4f}" for k in ("pass@1", "pass@2", "pass@5", "pass@10", "pass@100", "pass@1000")))
+    data_task = read_task_info(args.data)
+    results, pooled, first = [], None, None
+    for path in paths:
+        loaded = load_checkpoint(path, device, args.dtype)
+        _check_fit(loaded, split, args.data, args.split)
+        mine = loaded.meta.get("task") or {}
+        if data_task and mine and (data_task["task"], data_task.get("params", {})) != (mine["task"], mine.get("params", {})):
+            raise RecursaError(f"{args.data}/task.json: the dataset is {data_task['task']} {data_task.get('params', {})}, "
+                               f"the checkpoint {loaded.path} was trained on {mine['task']} {mine.get('params', {})}")
+        kind = (loaded.spec, loaded.meta.get("task"))
+        if first is None:
+            first = (kind, loaded.path)
+        elif kind != first[0]:
+            raise RecursaError(f"{loaded.path}: not the same task and data spec as {first[1]}; "
+                               "--checkpoints takes checkpoints of one model")
+        scorer = loaded.task.scorer(args.data, split) if loaded.task is not None else None
+        if args.submission and not getattr(scorer, "writes_submission", False):
+            raise RecursaError("--submission is for ARC datasets (built with `recursa build arc`)")
+        if scorer is not None and scorer.pools_checkpoints and len(paths) > 1:
+            pooled = pooled or loaded.task.scorer(args.data, split)
+            feed = _Tee(scorer, pooled)  # this checkpoint's own votes, and the pool's
+        else:
+            feed = scorer
+        res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
+                       limit=args.limit, steps=args.steps or None, scorer=feed)
+        _print(loaded, res, args.data, args.split, scorer)
+        results.append({"checkpoint": str(loaded.path), "step": loaded.meta["step"], **res})
+        last_scorer = scorer
+        del loaded
+    out = results[0] if len(results) == 1 else {"checkpoints": results}
+    if pooled is not None:
+        pooled_res = pooled.result()
+        pooled_res["checkpoints"] = len(paths)
+        out[pooled.key] = {k: v for k, v in pooled_res.items() if k != "submission"}
+        print(f"pooled over {len(paths)} checkpoints:")
+        for line in pooled.lines(pooled_res):
+            print("  " + line)
     if args.submission:
-        out = Path(args.submission)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(voting.result().get("submission", {})) + "\n")
-        print(f"  wrote {out}")
+        final = pooled if pooled is not None else last_scorer
+        dest = Path(args.submission)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dest, json.dumps(final.result().get("submission", {})) + "\n")
+        print(f"  wrote {dest}")
     if args.json_out:
-        out = Path(args.json_out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(res, indent=1) + "\n")
+        dest = Path(args.json_out)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(dest, json.dumps(out, indent=1) + "\n")
     return 0

@@ -9,8 +9,9 @@ Metrics (the official definitions):
 - ``mean_steps``: supervision steps used per puzzle; ``halt_step_mean``: the step at which the
   model's own halting head first says "done" (q_halt > 0), or the last step;
 - ``n``: puzzles evaluated;
-- ``exact_by_rating``: when the split has per-puzzle ratings (Sudoku-Extreme builds), exact
-  accuracy and count per rating bucket (bucket lower edges from the dataset's ``task.json``).
+- the family's own metric, when its task has a scorer (:meth:`Task.scorer`), under the scorer's
+  key: ``arc`` (voting across views, pass@K), ``exact_by_rating`` (Sudoku-Extreme builds: exact
+  accuracy and count per rating bucket).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from ..models.act import refine
 from ..models import ACT
 from ..tasks import Task
 from ..data.format import IGNORE_LABEL_ID
-from ..data.ratings import DEFAULT_BUCKETS, bucket_names
 
 
 def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 256, device=None,
-             limit: int = 0, steps: int | None = None, rating_buckets=None, voting=None) -> dict:
-    """Score ``model`` on ``split``. ``voting`` (e.g. :class:`~recursa.evaluation.arc.ArcVoting`)
-    receives every row's final prediction and halting logit; its result goes under ``"arc"``."""
+             limit: int = 0, steps: int | None = None, scorer=None) -> dict:
+    """Score ``model`` on ``split``. ``scorer`` (a :class:`~recursa.tasks.base.Scorer`, e.g. ARC's
+    voting) receives every row's final prediction, halting logit and exactness; its result (less
+    any submission) goes under ``scorer.key``."""
     device = device or next(model.parameters()).device
     steps = steps or model.halt_max_steps
     n = 0
@@ -39,11 +40,6 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
     exact = np.zeros(steps)
     valid = 0
     halt_step = 0
-    ratings = split.extras.get("ratings")
-    if ratings is not None:
-        edges = np.asarray(rating_buckets or DEFAULT_BUCKETS, dtype=np.float64)
-        names = bucket_names(tuple(edges.tolist()))
-        bucket_n, bucket_ok = np.zeros(len(edges), np.int64), np.zeros(len(edges), np.int64)
     for idx, batch_np in iter_eval(split, batch_size, limit):
         batch = to_device(batch_np, device)
         labels = batch["labels"]
@@ -61,24 +57,16 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
         token_acc += torch.where(keep, correct.sum(-1) / counts.clamp_min(1), 0).sum().item()
         n += int(keep.sum().item())
         halt_step += int(torch.where(keep, first_halt, 0).sum().item())
-        if voting is not None:
-            voting.update(idx, preds.cpu().numpy(), q_last.float().cpu().numpy())
+        if scorer is not None:
+            scorer.update(idx, preds.cpu().numpy(), q_last.float().cpu().numpy(), seq_ok.cpu().numpy(),
+                          keep.cpu().numpy())
         if task is not None and hasattr(task, "check"):
             ok = task.check(batch_np["inputs"], preds.cpu().numpy())
             valid += int(ok[keep.cpu().numpy()].sum())
-        if ratings is not None:
-            puzzle = np.searchsorted(split.puzzle_indices, idx, side="right") - 1
-            b = np.searchsorted(edges, np.asarray(ratings)[puzzle], side="right") - 1
-            scored = keep.cpu().numpy() & (b >= 0)
-            np.add.at(bucket_n, b[scored], 1)
-            np.add.at(bucket_ok, b[scored], seq_ok.cpu().numpy()[scored].astype(np.int64))
     d = max(n, 1)
     extra = {}
-    if voting is not None:
-        extra["arc"] = {k: v for k, v in voting.result().items() if k != "submission"}
-    if ratings is not None:
-        extra["exact_by_rating"] = {name: {"n": int(c), "exact": float(k / c) if c else None}
-                                    for name, c, k in zip(names, bucket_n, bucket_ok)}
+    if scorer is not None:
+        extra[scorer.key] = {k: v for k, v in scorer.result().items() if k != "submission"}
     return {
         "token_accuracy": token_acc / d,
         "exact_accuracy": float(exact[-1] / d),

@@ -8,7 +8,7 @@ from ..config import ModelConfig
 from .act import ACT, Carry
 from .hrm import HRM
 from .base import DataSpec
-from .trm import TRM, Baseline, SingleLatentTRM
+from .trm import TRM, Baseline, MultiLatentTRM, SingleLatentTRM
 
 MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline}
 
@@ -16,7 +16,7 @@ MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline}
 def build_model(cfg: ModelConfig, spec: DataSpec, seed: int = 0) -> ACT:
     """Build the model named by ``cfg.arch`` with weights drawn from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    cls = SingleLatentTRM if cfg.single_latent else MODELS[cfg.arch]
+    cls = SingleLatentTRM if cfg.single_latent else MultiLatentTRM if cfg.latents > 1 else MODELS[cfg.arch]
     inner = cls(cfg, spec, generator)
     # The official baseline (HRM ACT-V2 lineage) always halts on q_halt > q_continue.
     return ACT(inner, cfg.halt_max_steps, cfg.halt_exploration_prob, q_continue=cfg.q_continue,
@@ -28,4 +28,4 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ACT", "Carry", "TRM", "SingleLatentTRM", "HRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]
+__all__ = ["ACT", "Carry", "TRM", "SingleLatentTRM", "MultiLatentTRM", "HRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]

@@ -78,39 +78,47 @@ class TokenModel(nn.Module):
         return logits, q[..., 0], q[..., 1]
 
 
-class TwoStateModel(TokenModel):
-    """A TokenModel with a two-tensor recursion state (z_H, z_L) that starts from fixed
-    (not learned) random init vectors, broadcast over positions: TRM's y and z, HRM's z_H and z_L."""
+class InitStateModel(TokenModel):
+    """A TokenModel whose recursion state is a tuple of tensors, each starting from its own fixed
+    (not learned) random init vector, broadcast over positions. ``init_names`` are the buffers'
+    names, in state order (the official names, so weights map 1:1)."""
 
-    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
-        super().__init__(cfg, spec, generator)
-        self.register_buffer("H_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
-        self.register_buffer("L_init", trunc_normal_(torch.empty(cfg.hidden_size), 1.0, generator))
+    init_names: tuple[str, ...] = ()
+
+    def add_init_vectors(self, generator: torch.Generator | None) -> None:
+        for name in self.init_names:
+            self.register_buffer(name, trunc_normal_(torch.empty(self.cfg.hidden_size), 1.0, generator))
 
     def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         shape = (batch_size, self.positions, self.cfg.hidden_size)
-        return tuple(v.to(device, self.dtype).expand(shape).clone() for v in (self.H_init, self.L_init))
+        return tuple(getattr(self, n).to(device, self.dtype).expand(shape).clone() for n in self.init_names)
 
     def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Rows where ``reset`` is true restart from the init vectors."""
         m = reset.view(-1, 1, 1)
-        z_H, z_L = state
-        return (torch.where(m, self.H_init.to(z_H.dtype), z_H), torch.where(m, self.L_init.to(z_L.dtype), z_L))
+        return tuple(torch.where(m, getattr(self, n).to(z.dtype), z) for n, z in zip(self.init_names, state))
 
 
-class OneStateModel(TokenModel):
-    """A TokenModel whose recursion state is one tensor z, starting from the fixed init vector
-    named ``init_name`` (the official buffer name of each model, so weights map 1:1)."""
+class TwoStateModel(InitStateModel):
+    """A two-tensor recursion state (z_H, z_L): TRM's y and z, HRM's z_H and z_L."""
+
+    init_names = ("H_init", "L_init")
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.add_init_vectors(generator)
+
+
+class OneStateModel(InitStateModel):
+    """A one-tensor recursion state z, starting from the init vector named ``init_name`` (the
+    official buffer name of each model). Subclasses call ``add_init_vector`` once their networks
+    exist (the order in which the seeded generator draws them)."""
 
     init_name = "L_init"
 
+    @property
+    def init_names(self) -> tuple[str, ...]:
+        return (self.init_name,)
+
     def add_init_vector(self, generator: torch.Generator | None) -> None:
-        self.register_buffer(self.init_name, trunc_normal_(torch.empty(self.cfg.hidden_size), 1.0, generator))
-
-    def initial_state(self, batch_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        shape = (batch_size, self.positions, self.cfg.hidden_size)
-        return (getattr(self, self.init_name).to(device, self.dtype).expand(shape).clone(),)
-
-    def reset_state(self, state: tuple[torch.Tensor, ...], reset: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        (z,) = state
-        return (torch.where(reset.view(-1, 1, 1), getattr(self, self.init_name).to(z.dtype), z),)
+        self.add_init_vectors(generator)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from .base import DataSpec, OneStateModel, TwoStateModel  # noqa: F401  (DataSpec re-exported)
+from .base import DataSpec, InitStateModel, OneStateModel, TwoStateModel  # noqa: F401  (DataSpec re-exported)
 from .layers import ReasoningModule
 
 
@@ -47,6 +47,44 @@ class TRM(TwoStateModel):
         z_H = self.L_level(z_H, z_L, rope)
         logits, q_halt, q_continue = self.heads(z_H)
         return (z_H.detach(), z_L.detach()), logits, q_halt, q_continue
+
+
+class MultiLatentTRM(InitStateModel):
+    """The multi-latent ablation of the TRM paper (official ``trm_hier6``, K = ``latents`` = 6):
+    the state is (y, z_1..z_K). Per cycle, latent update i = 1..n replaces z_i with
+    f(z_1 + ... + z_K, y + x) (so n <= K; latents beyond n keep their init values), then
+    y <- f(y, z_1 + ... + z_K). Cycles as TRM: all but the last without gradient; heads read y.
+    Buffers ``H_init``, ``L1_init``..``LK_init`` as official; the sum is taken left to right, as
+    official, so results match to the bit."""
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
+        self.init_names = ("H_init", *(f"L{i + 1}_init" for i in range(cfg.latents)))
+        self.add_init_vectors(generator)
+
+    def cycle(self, z_H: torch.Tensor, z_L: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        rope = self.rotary_emb
+        for i in range(self.cfg.L_cycles):
+            z_L[i] = self.L_level(_total(z_L), z_H + x, rope)
+        return self.L_level(z_H, _total(z_L), rope)
+
+    def forward(self, state, batch):
+        x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
+        z_H, z_L = state[0], list(state[1:])
+        with torch.no_grad():
+            for _ in range(self.cfg.H_cycles - 1):
+                z_H = self.cycle(z_H, z_L, x)
+        z_H = self.cycle(z_H, z_L, x)
+        logits, q_halt, q_continue = self.heads(z_H)
+        return (z_H.detach(), *(z.detach() for z in z_L)), logits, q_halt, q_continue
+
+
+def _total(zs: list[torch.Tensor]) -> torch.Tensor:
+    out = zs[0]
+    for z in zs[1:]:
+        out = out + z
+    return out
 
 
 class SingleLatentTRM(OneStateModel):

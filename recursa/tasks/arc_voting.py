@@ -4,8 +4,13 @@ Every test-split row is one augmented version of one test input. Its final predi
 (the largest top-left all-colour rectangle), mapped back (inverse transform, then inverse colour
 map, from the version's identifier ``task|||t{t}|||{perm}``) and counted as a vote for that test
 input, with the model's halting confidence sigmoid(q_halt). Candidates are ranked by (votes, mean
-confidence). pass@K: a test input is solved when its true output is among the top K; a task
-scores the fraction of its test inputs solved; the benchmark score is the mean over tasks.
+confidence). pass@K: a test input is solved when its true output is among the top K. Two rules
+turn that into a benchmark score, and both are always reported:
+
+- ``pass@K`` (TRM's evaluator): a task scores the fraction of its test inputs solved; the score is
+  the mean over tasks;
+- ``all_tests_pass@K`` (HRM's ``arc_eval.ipynb``): a task counts only when all its test inputs are
+  solved (at most ``pass@K``; equal when every task has one test input).
 
 One ``ArcVoting`` object is one evaluation: votes never carry over to the next one (the official
 evaluator accumulates them across evaluations of different checkpoints).
@@ -29,7 +34,11 @@ def _key(grid: np.ndarray) -> bytes:
 
 
 class ArcVoting:
+    """The ARC family's :class:`~recursa.tasks.base.Scorer`."""
+
+    key = "arc"
     writes_submission = True  # result() carries the Kaggle submission
+    pools_checkpoints = True  # eval --checkpoints: one vote per view and checkpoint (official protocol)
 
     def __init__(self, data_dir: str | Path, split_meta: dict | None = None, *, puzzle_identifiers=None,
                  puzzle_indices=None):
@@ -59,8 +68,9 @@ class ArcVoting:
             v = self._parsed[ident] = parse_version(self.names[ident])
         return v
 
-    def update(self, idx: np.ndarray, preds: np.ndarray, q_halt: np.ndarray) -> None:
-        """Votes of test rows ``idx`` (predicted tokens (B, 900), halting logits (B,))."""
+    def update(self, idx: np.ndarray, preds: np.ndarray, q_halt: np.ndarray, exact=None, scored=None) -> None:
+        """Votes of test rows ``idx`` (predicted tokens (B, 900), halting logits (B,)); a row's own
+        exactness is not used: the vote decides."""
         puzzle = np.searchsorted(self.puzzle_indices, idx, side="right") - 1
         pair = idx - self.puzzle_indices[puzzle]
         conf = 1.0 / (1.0 + np.exp(-np.asarray(q_halt, dtype=np.float64)))
@@ -85,11 +95,12 @@ class ArcVoting:
         return [e[2] for e in order]
 
     def result(self) -> dict:
-        """pass@K over the tasks that received predictions, and the submission."""
+        """pass@K under both rules over the tasks that received predictions, and the submission."""
         tasks = sorted({task for task, _ in self.votes})
         if not tasks:
             return {"tasks": 0}
-        solved = {k: [] for k in PASS_K}
+        fraction = {k: [] for k in PASS_K}
+        all_tests = {k: [] for k in PASS_K}
         submission = {}
         for task in tasks:
             outs = self.truth[task]
@@ -106,10 +117,25 @@ class ArcVoting:
                 top = top + [top[0]] * (2 - len(top))
                 attempts.append({"attempt_1": top[0].tolist(), "attempt_2": top[1].tolist()})
             for k in PASS_K:
-                solved[k].append(per_k[k] / len(outs))
+                fraction[k].append(per_k[k] / len(outs))
+                all_tests[k].append(float(per_k[k] == len(outs)))
             submission[task] = attempts
-        res = {f"pass@{k}": float(np.mean(v)) for k, v in solved.items()}
+        res = {f"pass@{k}": float(np.mean(v)) for k, v in fraction.items()}
+        res.update({f"all_tests_pass@{k}": float(np.mean(v)) for k, v in all_tests.items()})
         res["tasks"] = len(tasks)
         res["test_inputs"] = sum(len(self.truth[t]) for t in tasks)
         res["submission"] = submission
         return res
+
+    def lines(self, res: dict) -> list[str]:
+        if not res.get("tasks"):
+            return []
+        ks = ("1", "2", "5", "10", "100", "1000")
+        return [f"ARC ({res['tasks']} tasks, {res['test_inputs']} test inputs, voting over views"
+                + (f", pooled over {res['checkpoints']} checkpoints" if res.get("checkpoints", 1) > 1 else "") + ")",
+                "  pass@K, TRM rule (fraction of test inputs)  " + "  ".join(f"@{k} {res['pass@' + k]:.4f}" for k in ks),
+                "  pass@K, HRM rule (all test inputs right)    "
+                + "  ".join(f"@{k} {res['all_tests_pass@' + k]:.4f}" for k in ks)]
+
+    def scalars(self, res: dict) -> dict[str, float]:
+        return {f"ARC/{k}": v for k, v in res.items() if isinstance(v, (int, float))}

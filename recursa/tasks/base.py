@@ -45,8 +45,33 @@ class Task(Protocol):
     def solve_refusal(self) -> str | None:
         """Why ``recursa solve`` cannot answer this family from text (None: it can)."""
 
-    def scorer(self, data_dir, split):
-        """An evaluation-time scorer fed every batch (e.g. ARC's voting), or None."""
+    def scorer(self, data_dir, split) -> Scorer | None:
+        """A fresh evaluation-time scorer for ``split`` of the dataset in ``data_dir`` (ARC:
+        voting across views; Sudoku-Extreme: exact accuracy by rating), or None."""
+
+
+class Scorer(Protocol):
+    """A family's own benchmark metric, fed every evaluated batch by
+    :func:`recursa.evaluation.evaluate.evaluate`. One object is one evaluation (or, when
+    ``pools_checkpoints``, one pooled evaluation of several checkpoints: ``eval --checkpoints``)."""
+
+    key: str  # evaluate() puts result() under this key, e.g. "arc"
+    writes_submission: bool  # result()["submission"] is a file `eval --submission` can write
+    pools_checkpoints: bool  # votes of several checkpoints may be pooled (the official ARC protocol)
+
+    def update(self, idx: np.ndarray, preds: np.ndarray, q_halt: np.ndarray, exact: np.ndarray,
+               scored: np.ndarray) -> None:
+        """Rows ``idx`` of the split: final predicted tokens (B, L), halting logits (B,), whether
+        each answer is exactly right (B,) and whether it has labels to score (B,)."""
+
+    def result(self) -> dict:
+        """The metric (JSON-serialisable; "submission" is left out of evaluate()'s output)."""
+
+    def lines(self, res: dict) -> list[str]:
+        """``result()`` as lines for the terminal (``recursa eval``)."""
+
+    def scalars(self, res: dict) -> dict[str, float]:
+        """``result()`` as named scalars for the training log (``eval/<name>``)."""
 
 
 class TaskBase:

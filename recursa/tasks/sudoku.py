@@ -453,6 +453,11 @@ class SudokuTask(TaskBase):
     def render(self, tokens: np.ndarray) -> str:
         return self.sudoku.render(self.sudoku.decode(tokens))
 
+    def scorer(self, data_dir, split):
+        """Exact accuracy by rating bucket when the split carries ratings (Sudoku-Extreme builds)."""
+        from ..data.ratings import RatingBuckets
+        return RatingBuckets.for_split(data_dir, split)
+
     def reference(self, inputs: np.ndarray) -> np.ndarray | None:
         """The exact solver's answer tokens (None if unsolvable)."""
         _, sol = self.sudoku.solve(self.sudoku.decode(inputs), limit=1)

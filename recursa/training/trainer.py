@@ -69,7 +69,6 @@ class Trainer:
         self.train_split = load_split(t.data, "train")
         self.test_split = load_split(t.data, "test") if t.eval_interval >= 0 else None
         task_info = read_task_info(t.data)
-        self.rating_buckets = task_info.get("rating_buckets") if task_info else None
         self.task_info = {"task": task_info["task"], "params": task_info.get("params", {})} if task_info else None
         self.task = load_task(self.task_info) if self.task_info else None
         m = self.train_split.meta
@@ -431,9 +430,11 @@ class Trainer:
         e = self.cfg.eval
         model = self.eval_model()
         # the family's scorer (ARC: voting), fresh for every evaluation
-        voting = self.task.scorer(self.cfg.train.data, self.test_split) if self.task is not None else None
+        scorer = self.task.scorer(self.cfg.train.data, self.test_split) if self.task is not None else None
         res = evaluate(model, self.test_split, self.task, batch_size=e.batch_size, device=self.device, limit=e.limit,
-                       rating_buckets=self.rating_buckets, voting=voting)
+                       scorer=scorer)
+        if scorer is not None:
+            res["_scalars"] = scorer.scalars(res[scorer.key])
         self.model.train()
         return res
 
@@ -519,12 +520,9 @@ class Trainer:
                 saved = f"the weights were saved first: {self.save()}"
             msg = str(e) if isinstance(e, RecursaError) else f"{type(e).__name__}: {e}"
             raise RecursaError(f"evaluation at step {self.step} failed ({msg}); {saved}") from e
-        flat = {f"eval/{k}": v for k, v in res.items() if v is not None and k not in ("exact_by_rating", "arc")}
-        for k, v in res.get("arc", {}).items():
-            flat[f"eval/ARC/{k}"] = v
-        for name, b in res.get("exact_by_rating", {}).items():  # one scalar per bucket
-            if b["n"]:
-                flat[f"eval/exact_rating_{name}"] = b["exact"]
+        scalars = res.pop("_scalars", {})  # the family's metric (ARC pass@K, exact by rating), flat
+        flat = {f"eval/{k}": v for k, v in res.items() if v is not None and not isinstance(v, dict)}
+        flat.update({f"eval/{k}": v for k, v in scalars.items()})
         self.logger.log(self.step, flat)
         self.progress.message(f"eval @ step {self.step}: exact {res['exact_accuracy']:.3f}  token {res['token_accuracy']:.3f}"
                               f"  by step {' '.join(f'{x:.2f}' for x in res['exact_by_step'])}")
