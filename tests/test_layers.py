@@ -63,3 +63,33 @@ def test_no_module_imports_from_a_higher_layer():
                     bad.append(f"{module} imports {target}")
     assert not bad, bad
     assert excused == ALLOWED  # the check sees imports inside functions (the exception is one)
+
+
+def test_the_trainer_holds_no_checkpoint_format():
+    """Checkpoint save/load lives in training/checkpoint.py: the trainer hands it objects and never
+    names a file or a tensor key of the format."""
+    src = (REPO / "recursa" / "training" / "trainer.py").read_text()
+    for fragment in ("train_state.safetensors", "train_state.json", '"optim.', '"carry.', '"rng.torch"', "safetensors"):
+        assert fragment not in src, fragment
+
+
+def test_puzzle_specific_code_stays_in_tasks():
+    """Outside recursa/tasks/ nothing branches on a family: no `task.name ==`, no comparison with a
+    family's name, no family class by name; each family is one module + its line in FAMILIES."""
+    import re
+
+    from recursa.tasks import BUILD_COMMANDS, FAMILIES, TASKS
+    names = "|".join(re.escape(n) for n in {*TASKS, *BUILD_COMMANDS})
+    classes = "|".join(c.__name__ for c in TASKS.values())
+    pattern = re.compile(rf"task\.name\s*(==|!=|\bin\b)|(==|!=)\s*[\"']({names})[\"']|\b({classes})\b")
+    hits = []
+    for path in sorted((REPO / "recursa").rglob("*.py")):
+        if "tasks" in path.relative_to(REPO / "recursa").parts:
+            continue
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                hits.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")
+    assert not hits, hits
+    for m in FAMILIES:  # what a family module declares
+        assert m.BUILD.builder is not None and callable(m.BUILD.add_arguments) and callable(m.BUILD.run)
+        assert m.TASK is None or TASKS[m.TASK.name] is m.TASK

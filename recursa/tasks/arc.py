@@ -505,4 +505,7 @@ BUILD = BuildCommand(
     "id or same demonstrations) is refused, e.g. ARC-AGI-2 training2 holds ARC-AGI-1 "
     "evaluation tasks.\n\nEvaluate with `recursa eval CKPT --data OUT --submission "
     "submission.json`: votes across versions, pass@1/2/...; Kaggle submission.",
-    _build_arguments, _build_from_args, raw_description=True)
+    _build_arguments, _build_from_args, raw_description=True, builder=build_arc)
+
+#: This family's token-space task (``recursa.tasks.TASKS[ArcTask.name]``).
+TASK = ArcTask

@@ -208,7 +208,8 @@ def check_counts(args) -> None:
 @dataclass(frozen=True)
 class BuildCommand:
     """One ``recursa build NAME`` subcommand, owned by its family's module: ``add_arguments(parser)``
-    declares the options (after ``--out``/``--overwrite``), ``run(args)`` builds."""
+    declares the options (after ``--out``/``--overwrite``), ``run(args)`` builds; ``builder`` is
+    the Python builder ``builder(out, ..., seed, overwrite, log)`` (the demo calls it)."""
 
     name: str
     help: str
@@ -216,3 +217,4 @@ class BuildCommand:
     add_arguments: Callable
     run: Callable
     raw_description: bool = False
+    builder: Callable | None = None

@@ -423,4 +423,7 @@ BUILD = BuildCommand(
     "groups hold each maze plus, with --aug, its 7 other rotations/reflections; the "
     "test set is not augmented. Evaluation counts a prediction right when it marks a "
     "shortest path (valid_rate) and reports exact match to the label as well.",
-    _build_arguments, _build_from_args)
+    _build_arguments, _build_from_args, builder=build_maze)
+
+#: This family's token-space task (``recursa.tasks.TASKS[MazeTask.name]``).
+TASK = MazeTask

@@ -118,4 +118,7 @@ BUILD = BuildCommand(
     "sorting", "sort a list of values",
     "Random lists of --length values in 1..--max-value; the label is the sorted list. "
     "Training groups hold each list plus --num-aug shuffled copies.",
-    _build_arguments, _build_from_args)
+    _build_arguments, _build_from_args, builder=build_sorting)
+
+#: This family's token-space task (``recursa.tasks.TASKS[SortingTask.name]``).
+TASK = SortingTask

@@ -570,4 +570,7 @@ BUILD = BuildCommand(
     "the hardest). Training groups hold each puzzle plus --num-aug augmentations "
     "(digit relabelling, band/stack and row/column-within permutations, transpose "
     "for square boxes); the test set is held out and not augmented.",
-    _build_arguments, _build_from_args)
+    _build_arguments, _build_from_args, builder=build_sudoku)
+
+#: This family's token-space task (``recursa.tasks.TASKS[SudokuTask.name]``).
+TASK = SudokuTask

@@ -382,4 +382,7 @@ BUILD = BuildCommand(
     "transpose, band/stack and row/column-within permutations); the test set is not "
     "augmented. Per-puzzle ratings are kept (all__ratings.npy) so `recursa eval` "
     "reports exact accuracy per rating bucket. Every random choice comes from --seed.",
-    _build_arguments, _build_from_args, raw_description=True)
+    _build_arguments, _build_from_args, raw_description=True, builder=build_sudoku_extreme)
+
+#: No task class of its own: Sudoku-Extreme builds are 9x9 Sudoku (``SudokuTask``).
+TASK = None

@@ -245,30 +245,11 @@ class Trainer:
     def save(self) -> Path:
         """Write a checkpoint of the current state; refuses (Diverged) when anything is non-finite."""
         self._check_finite()
-        tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        if self.ema is not None:
-            tensors.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
-        opt_state = self.opt.state_dict()
-        opt_json = {"param_groups": opt_state["param_groups"], "state_keys": {}}
-        for idx, st in opt_state["state"].items():
-            opt_json["state_keys"][str(idx)] = sorted(st)
-            for name, v in st.items():
-                tensors[f"optim.{idx}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
-        if self.carry is not None:
-            c = self.carry
-            for i, s in enumerate(c.state):
-                tensors[f"carry.state.{i}"] = s
-            tensors["carry.steps"], tensors["carry.halted"] = c.steps, c.halted
-            tensors.update({f"carry.data.{k}": v for k, v in c.data.items()})
-        tensors["rng.torch"] = self.gen.get_state()
-        state_json = {"step": self.step, "elapsed": self.elapsed, "sampler": self.sampler.state_dict(),
-                      "optimizer": opt_json, "has_carry": self.carry is not None,
-                      "carry_state_len": len(self.carry.state) if self.carry is not None else 0,
-                      "skipped_steps": self.skipped,
-                      "data": {"examples": self.train_split.num_examples, "groups": self.train_split.num_groups}}
-        weights = self.model.state_dict()
-        if self.ema is not None:
-            weights = {**weights, **self.ema.shadow}
+        progress = {"step": self.step, "elapsed": self.elapsed, "sampler": self.sampler.state_dict(),
+                    "skipped_steps": self.skipped,
+                    "data": {"examples": self.train_split.num_examples, "groups": self.train_split.num_groups}}
+        weights, tensors, state_json = checkpoint.pack_train_state(self.model, self.ema, self.opt, self.carry,
+                                                                   self.gen, progress)
         path = checkpoint.save(self.run_dir, self.step, self._meta(), weights, tensors, state_json,
                                keep=self.cfg.train.keep_checkpoints)
         self.last_good = path
@@ -299,80 +280,22 @@ class Trainer:
         if changed:
             self.log("note: resuming with changed settings (the run will differ from an uninterrupted one): "
                      + ", ".join(changed))
-        ts_path, sj_path = ckpt / "train_state.safetensors", ckpt / "train_state.json"
-        tensors = checkpoint.load_tensors(ts_path, meta)
-        checkpoint.verify(sj_path, meta)
-        state = storage.read_json(sj_path, expect=dict)
-
-        def field(key, kind, what):
-            v = state.get(key)
-            if v is None or not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
-                raise RecursaError(f"{sj_path}: missing or invalid '{key}' (expected {what})")
-            return v
-
-        def tensor(name):
-            if name not in tensors:
-                raise RecursaError(f"{ts_path}: missing tensor '{name}'")
-            return tensors[name]
-
-        step = field("step", int, "an integer")
-        elapsed = field("elapsed", (int, float), "a number")
-        sampler_state = field("sampler", dict, "the sampler state")
-        opt_json = field("optimizer", dict, "the optimizer state")
-        has_carry = field("has_carry", bool, "true/false")
-        carry_len = field("carry_state_len", int, "an integer")
-        data = state.get("data")
+        saved_state = checkpoint.TrainStateReader(ckpt, meta)
+        step = saved_state.field("step", int, "an integer")
+        elapsed = saved_state.field("elapsed", (int, float), "a number")
+        data = saved_state.state.get("data")
         if isinstance(data, dict) and (data.get("examples"), data.get("groups")) != (
                 self.train_split.num_examples, self.train_split.num_groups):
             raise RecursaError(f"{self.cfg.train.data}: the training split has {self.train_split.num_examples} examples in "
                                f"{self.train_split.num_groups} groups, the run was trained on {data.get('examples')} in "
-                               f"{data.get('groups')} ({sj_path}); resume on the same dataset")
-        dev = self.device
-        checkpoint.load_weights_into(self.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, ts_path)
-        if self.ema is not None:
-            shadow = {k[4:]: v.to(dev) for k, v in tensors.items() if k.startswith("ema.")}
-            for k, v in self.ema.shadow.items():
-                if k not in shadow or shadow[k].shape != v.shape:
-                    raise RecursaError(f"{ts_path}: missing or wrongly-shaped EMA tensor 'ema.{k}'")
-            self.ema.shadow = {k: shadow[k].to(v.dtype) for k, v in self.ema.shadow.items()}
-        try:
-            groups = opt_json["param_groups"]
-            keys = opt_json["state_keys"]
-            params = [p for g in self.opt.param_groups for p in g["params"]]
-            opt_state = {"param_groups": groups, "state": {}}
-            for i, names in keys.items():
-                st = {}
-                for n in names:
-                    v = tensor(f"optim.{i}.{n}")
-                    if n in ("exp_avg", "exp_avg_sq") and v.shape != params[int(i)].shape:
-                        raise RecursaError(f"{ts_path}: optim.{i}.{n} has shape {tuple(v.shape)}, the parameter "
-                                           f"{tuple(params[int(i)].shape)}")
-                    st[n] = v
-                opt_state["state"][int(i)] = st
-            self.opt.load_state_dict(opt_state)
-        except RecursaError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
-            raise RecursaError(f"{sj_path}: the optimizer state does not fit train.optimizer = "
-                               f"{self.cfg.train.optimizer!r} ({type(e).__name__}: {e})") from None
-        B = self.cfg.train.batch_size
-        if has_carry:
-            carry = Carry(state=tuple(tensor(f"carry.state.{i}").to(dev) for i in range(carry_len)),
-                          steps=tensor("carry.steps").to(dev), halted=tensor("carry.halted").to(dev),
-                          data={k: tensor(f"carry.data.{k}").to(dev) for k in ("inputs", "labels", "puzzle_identifiers")})
-            if any(x.shape[0] != B for x in (*carry.state, carry.steps, carry.halted, *carry.data.values())):
-                raise RecursaError(f"{ts_path}: the saved ACT carry is not for train.batch_size = {B}")
-            self.carry = carry
-        try:
-            self.gen.set_state(tensor("rng.torch"))
-        except (RuntimeError, TypeError) as e:
-            raise RecursaError(f"{ts_path}: tensor 'rng.torch' is not a generator state ({e})") from None
-        try:
-            self.sampler.load_state_dict(sampler_state)
-        except (KeyError, TypeError, ValueError) as e:
-            raise RecursaError(f"{sj_path}: invalid 'sampler' state ({type(e).__name__}: {e})") from None
+                               f"{data.get('groups')} ({saved_state.sj_path}); resume on the same dataset")
+        saved_state.restore_model(self.model, self.ema, self.device)
+        saved_state.restore_optimizer(self.opt, f"train.optimizer = {self.cfg.train.optimizer!r}")
+        self.carry = saved_state.restore_carry(self.cfg.train.batch_size, self.device)
+        saved_state.restore_generator(self.gen)
+        saved_state.restore_sampler(self.sampler)
         self.step, self.elapsed = step, float(elapsed)
-        self.skipped = int(state.get("skipped_steps", 0) or 0)
+        self.skipped = int(saved_state.state.get("skipped_steps", 0) or 0)
         self.last_good = ckpt
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
