@@ -204,6 +204,17 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip_step"] = "stop"
     #: With on_nonfinite = "skip_step": consecutive skipped steps after which the run stops.
     max_nonfinite_skips: int = 20
+    #: Keep the best checkpoint by this evaluation metric (higher is better) in
+    #: RUN/checkpoints/best, next to the latest: "exact_accuracy", "token_accuracy", "valid_rate"
+    #: or a family's metric such as ARC "pass@2" / "all_tests_pass@2" (= "ARC/pass@2"). "" = off.
+    #: Needs evaluation (eval_interval >= 0); `eval`/`solve` take RUN/best as a checkpoint.
+    keep_best: str = ""
+    #: torch.compile the training step (forward + backward); evaluation and saving use the plain
+    #: module. Pays a compile time at the start; worth it on GPUs.
+    compile: bool = False
+    #: Distributed runs (torchrun): how long a rank waits for the others in a collective, e.g.
+    #: while rank 0 alone evaluates or writes a checkpoint.
+    dist_timeout_s: float = 7200.0
 
     def __post_init__(self):
         _positive(self, "batch_size", "lr_warmup_steps", "log_interval", "keep_checkpoints", "max_nonfinite_skips")
@@ -219,6 +230,8 @@ class TrainConfig:
             raise RecursaError(f"train.eval_interval={self.eval_interval} must be >= -1 (-1 = never, 0 = only at the end)")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise RecursaError(f"train.lr_min_ratio={self.lr_min_ratio} must be in [0, 1]")
+        if self.dist_timeout_s <= 0:
+            raise RecursaError(f"train.dist_timeout_s={self.dist_timeout_s} must be > 0")
         for name in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "max_time_s"):
             if getattr(self, name) < 0:
                 raise RecursaError(f"train.{name}={getattr(self, name)} must be >= 0")

@@ -47,5 +47,10 @@ def pick_device(name: str = "auto") -> torch.device:
     raise RecursaError(f"{where}: unknown device (choose from auto, cpu, cuda, cuda:N, mps)")
 
 
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+def to_device(batch: dict[str, np.ndarray], device: torch.device, non_blocking: bool = False) -> dict[str, torch.Tensor]:
+    """A numpy batch as tensors on ``device``; ``non_blocking`` (CUDA) copies from pinned memory
+    without waiting, so the copy overlaps the work already queued."""
+    if non_blocking and device.type == "cuda":
+        return {k: torch.from_numpy(np.ascontiguousarray(v)).pin_memory().to(device, non_blocking=True)
+                for k, v in batch.items()}
     return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()}

@@ -51,6 +51,9 @@ class ACT(nn.Module):
         self.halt_max_steps = halt_max_steps
         self.halt_exploration_prob = halt_exploration_prob
         self.q_continue = q_continue
+        # (rank, world size) of a data-parallel run: this process holds rows rank*B..(rank+1)*B-1
+        # of every global batch (and of every random draw); (0, 1) in a single process.
+        self.draw_shard = (0, 1)
 
     def initial_carry(self, batch: dict[str, torch.Tensor]) -> Carry:
         """A carry in which every row is halted, so the first call loads the whole batch."""
@@ -80,10 +83,15 @@ class ACT(nn.Module):
             halted = is_last
             if self.training and self.halt_max_steps > 1:
                 halted = halted | ((q_halt > q_continue) if self.halt_compare else (q_halt > 0))
-                # Exploration: some rows must run a random minimum number of steps.
-                explore = torch.rand(q_halt.shape, generator=generator, device=q_halt.device) < self.halt_exploration_prob
-                min_steps = torch.randint(2, self.halt_max_steps + 1, steps.shape, generator=generator,
-                                          device=steps.device, dtype=steps.dtype)
+                # Exploration: some rows must run a random minimum number of steps. In a data-parallel
+                # run every rank draws for the whole global batch and keeps its own rows.
+                rank, world = self.draw_shard
+                n = q_halt.shape[0]
+                rows = slice(rank * n, (rank + 1) * n)
+                explore = torch.rand((n * world,), generator=generator, device=q_halt.device)[rows] \
+                    < self.halt_exploration_prob
+                min_steps = torch.randint(2, self.halt_max_steps + 1, (n * world,), generator=generator,
+                                          device=steps.device, dtype=steps.dtype)[rows]
                 halted = halted & (steps >= explore * min_steps)
                 if self.q_continue:
                     _, _, next_halt, next_continue = self.inner(state, data)

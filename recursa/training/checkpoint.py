@@ -114,11 +114,39 @@ def save(run_dir: Path, step: int, meta: dict, model_weights: dict[str, torch.Te
     return final
 
 
+def save_best(run_dir: Path, meta: dict, model_weights: dict[str, torch.Tensor]) -> Path:
+    """Write (replace) ``RUN/checkpoints/best``: inference weights and config, with ``meta["best"]``
+    = {"metric", "value", "step"}. Never pruned; not a point to resume from."""
+    return write_checkpoint_dir(Path(run_dir) / "checkpoints" / "best", meta, model_weights)
+
+
+def read_best(run_dir: Path, metric: str) -> dict | None:
+    """The ``best`` record of a run's best checkpoint, if it has one for ``metric``."""
+    path = Path(run_dir) / "checkpoints" / "best" / "config.json"
+    if not path.is_file():
+        return None
+    best = read_meta(path.parent).get("best")
+    if not (isinstance(best, dict) and isinstance(best.get("value"), (int, float)) and isinstance(best.get("metric"), str)):
+        raise RecursaError(f"{path}: 'best' must be an object with the metric, its value and the step")
+    if best["metric"] != metric and not best["metric"].endswith("/" + metric):
+        return None  # kept by another metric: the first evaluation replaces it
+    return best
+
+
 def resolve(path: str | Path) -> Path:
-    """A checkpoint directory from either itself or a run directory (via its ``latest`` file)."""
+    """A checkpoint directory from itself, a run directory (via its ``latest`` file), or
+    ``RUN/latest`` / ``RUN/best`` (the best checkpoint kept by ``train.keep_best``)."""
     path = Path(path)
     if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
         return path
+    if path.name == "best" and not path.exists() and (path.parent / "latest").is_file():
+        best = path.parent / "checkpoints" / "best"
+        if (best / "config.json").is_file():
+            return best
+        raise RecursaError(f"{path}: the run has no best checkpoint (train.keep_best was not set, or no "
+                           "evaluation has run yet)")
+    if path.name == "latest" and path.is_file():
+        path = path.parent
     latest = path / "latest"
     if latest.is_file():
         name = storage.read_text(latest).strip()

@@ -23,45 +23,71 @@ class AdamATan2(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One step for all parameters of a group at once (``torch._foreach_*``: a few kernels
+        instead of seven per tensor; the same arithmetic, bit for bit, as a per-tensor loop)."""
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
             b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
                 state = self.state[p]
                 if not state:
                     state["step"] = torch.zeros((), dtype=torch.float32)
                     state["exp_avg"] = torch.zeros_like(p)
                     state["exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                t = state["step"].item()  # a CPU tensor: no device sync
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                g = p.grad
-                p.mul_(1 - lr * wd)
-                m.lerp_(g, 1 - b1)
-                v.lerp_(g.square(), 1 - b2)
-                update = torch.atan2(m / (1 - b1 ** t), v.sqrt() / math.sqrt(1 - b2 ** t))
-                p.add_(update, alpha=-lr)
+            t = self.state[params[0]]["step"].item()  # a CPU tensor: no device sync
+            grads = [p.grad for p in params]
+            ms = [self.state[p]["exp_avg"] for p in params]
+            vs = [self.state[p]["exp_avg_sq"] for p in params]
+            torch._foreach_mul_(params, 1 - lr * wd)
+            torch._foreach_lerp_(ms, grads, 1 - b1)
+            torch._foreach_lerp_(vs, torch._foreach_mul(grads, grads), 1 - b2)
+            m_hat = torch._foreach_div(ms, 1 - b1 ** t)
+            v_hat = torch._foreach_div(torch._foreach_sqrt(vs), math.sqrt(1 - b2 ** t))
+            updates = [torch.atan2(m, v) for m, v in zip(m_hat, v_hat)]
+            torch._foreach_add_(params, updates, alpha=-lr)
 
 
 class SignSGDSparse:
-    """Sign-SGD with decoupled weight decay on the touched rows of a :class:`PuzzleEmbedding`."""
+    """Sign-SGD with decoupled weight decay on the touched rows of a :class:`PuzzleEmbedding`.
 
-    def __init__(self, emb: PuzzleEmbedding, lr: float, weight_decay: float):
+    Rows of the batch that share an identifier have their gradients summed (in batch order), then
+    each touched row moves by -lr * sign(sum). No host-device sync: instead of ``unique`` (whose
+    output size the host must learn), the ids are sorted and summed into B fixed slots, the unused
+    slots rewriting the first touched row with its own new value. ``gather`` (data-parallel runs)
+    concatenates every rank's ids and gradients in rank order first, so all ranks apply the
+    one-process update."""
+
+    def __init__(self, emb: PuzzleEmbedding, lr: float, weight_decay: float, gather=None, grad_scale: float = 1.0):
         self.emb, self.lr, self.weight_decay = emb, lr, weight_decay
+        self.gather, self.grad_scale = gather, grad_scale
 
     @torch.no_grad()
     def step(self):
         local, ids = self.emb.local_weights, self.emb.local_ids
         if local is None or local.grad is None:
             return
-        uniq, inv = ids.unique(return_inverse=True)
-        grad = torch.zeros(len(uniq), local.shape[1], dtype=local.grad.dtype, device=local.device)
-        grad.index_add_(0, inv, local.grad)
-        rows = self.emb.weights[uniq]
+        grad_rows = local.grad if self.grad_scale == 1.0 else local.grad * self.grad_scale
+        ids = ids.long()
+        if self.gather is not None:
+            ids, grad_rows = self.gather(ids), self.gather(grad_rows)
+        n = ids.shape[0]
+        ids_sorted, order = torch.sort(ids, stable=True)
+        first = torch.ones_like(ids_sorted, dtype=torch.bool)
+        first[1:] = ids_sorted[1:] != ids_sorted[:-1]
+        slot = torch.cumsum(first, 0) - 1  # the group (distinct id) of each sorted row
+        grad = torch.zeros(n, local.shape[1], dtype=grad_rows.dtype, device=local.device)
+        grad.index_add_(0, slot, grad_rows[order])
+        uid = torch.zeros(n, dtype=ids.dtype, device=ids.device).scatter_(0, slot, ids_sorted)
+        used = torch.arange(n, device=ids.device) <= slot[-1]
+        uid = torch.where(used, uid, uid[0])
+        rows = self.emb.weights[uid]
         rows.mul_(1.0 - self.lr * self.weight_decay).add_(torch.sign(grad), alpha=-self.lr)
-        self.emb.weights[uniq] = rows
+        rows = torch.where(used.unsqueeze(1), rows, rows[0])
+        self.emb.weights[uid] = rows
 
     def zero_grad(self):
         self.emb.local_weights = None

@@ -34,7 +34,7 @@ from ..evaluation.evaluate import evaluate
 from ..device import pick_device, to_device
 from ..models import ACT, Carry, DataSpec, build_model, count_parameters
 from ..tasks import load_task
-from . import checkpoint
+from . import checkpoint, distributed
 from .ema import EMA
 from .logging import MetricLogger, Progress, fmt_time
 from .losses import act_loss
@@ -43,11 +43,19 @@ from .optim import AdamATan2, SignSGDSparse, lr_at
 
 # Entries a run directory may hold (anything else means train.out names someone else's directory).
 RUN_ENTRIES = {"config.toml", "metrics.jsonl", "checkpoints", "latest", ".lock", "tensorboard", "wandb"}
+# Devices on which the next batch is copied while the current step runs (pinned, non-blocking).
+PREFETCH_DEVICES = ("cuda",)
 # Resuming with a different value of these cannot continue the saved state.
 RESUME_FIXED = ("batch_size", "optimizer", "ema")
 # Temporary files of the trainer's own writers (only one trainer holds the run lock, so any left are stale).
 _RUN_TEMP = re.compile(r"^\.(latest|config\.toml|metrics\.jsonl)\.")
-_CKPT_TEMP = re.compile(r"^\.step_\d+\.(tmp|old)")
+_CKPT_TEMP = re.compile(r"^\.(step_\d+|best)\.(tmp|old)")
+# Metrics every evaluation has (train.keep_best may also name a family's, e.g. ARC pass@2).
+CORE_METRICS = ("exact_accuracy", "token_accuracy", "valid_rate")
+
+
+def _silent(*a, **k) -> None:
+    """The log of ranks other than 0 in a distributed run."""
 
 
 class Diverged(RecursaError):
@@ -56,15 +64,24 @@ class Diverged(RecursaError):
 
 class Trainer:
     def __init__(self, cfg: RunConfig, *, resume: bool = False, progress: bool = True, log=print):
-        self.cfg, self.log, self.resume = cfg, log, resume
         t = cfg.train
+        self.dist = distributed.from_env()  # torchrun: this process's rank; else a single process
+        if not self.dist.main:  # rank 0 alone reports; errors still raise everywhere
+            progress, log = False, _silent
+        self.cfg, self.log, self.resume = cfg, log, resume
+        self.lock = None
         if not t.data:
             raise RecursaError("train.data is not set (a dataset directory, e.g. from `recursa build`)")
+        if self.dist.active and t.batch_size % self.dist.world:
+            raise RecursaError(f"train.batch_size = {t.batch_size} does not divide over {self.dist.world} processes "
+                               f"(WORLD_SIZE); use a multiple of {self.dist.world}: it is the global batch")
+        self.local_batch = t.batch_size // self.dist.world
+        self.rows = self.dist.rows(t.batch_size)
         self.run_dir = Path(t.out)
         self._check_run_dir()
         if t.num_threads:
             torch.set_num_threads(t.num_threads)
-        self.device = pick_device(t.device)
+        self.device = distributed.setup(self.dist, pick_device(t.device), t.dist_timeout_s)
 
         self.train_split = load_split(t.data, "train")
         self.test_split = load_split(t.data, "test") if t.eval_interval >= 0 else None
@@ -87,6 +104,18 @@ class Trainer:
 
         self.model: ACT = build_model(cfg.model, self.spec, seed=t.seed).to(self.device)
         self.model.train()
+        self.model.draw_shard = (self.dist.rank, self.dist.world)
+        # What runs the training step: the model, wrapped for data parallelism (gradients averaged
+        # by bucketed all-reduce during backward; the buffers, equal on every rank, are not
+        # broadcast) and/or compiled. Evaluation and checkpoints use the plain ``self.model``.
+        self.net = self.model
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=False)
+        if t.compile:
+            self.net = torch.compile(self.net)
         params = list(self.model.parameters())
         if t.optimizer == "adam_atan2":
             self.opt = AdamATan2(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
@@ -95,7 +124,10 @@ class Trainer:
             self.opt = torch.optim.AdamW(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay,
                                          fused=self.device.type in ("cpu", "cuda") or None)
         emb = getattr(self.model.inner, "puzzle_emb", None)
-        self.sparse = SignSGDSparse(emb, t.puzzle_emb_lr, t.puzzle_emb_weight_decay) if emb is not None else None
+        gather = (lambda x: distributed.all_gather_rows(self.dist, x)) if self.dist.active else None
+        # each rank's loss is divided by its own rows: 1/world brings the gradients to the one-process scale
+        self.sparse = SignSGDSparse(emb, t.puzzle_emb_lr, t.puzzle_emb_weight_decay, gather=gather,
+                                    grad_scale=1.0 / self.dist.world) if emb is not None else None
         self.ema = EMA(self.model, t.ema_rate) if t.ema else None
         self.sampler = TrainSampler(self.train_split, t.batch_size, t.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(t.seed)
@@ -107,6 +139,16 @@ class Trainer:
         self.skipped = 0  # steps skipped for a non-finite loss (on_nonfinite = "skip_step")
         self.skip_streak = 0
         self.last_good: Path | None = None
+        self.prefetch = self.device.type in PREFETCH_DEVICES
+        self._pending = None  # the next batch, already on its way to the device (prefetch)
+        self._sampler_before_pending = None
+        self.best: dict | None = None  # keep_best: {"metric", "value", "step"} of RUN/checkpoints/best
+        if t.keep_best:
+            if t.eval_interval < 0:
+                raise RecursaError(f"train.keep_best = {t.keep_best!r} needs evaluation (train.eval_interval >= 0)")
+            if t.keep_best not in CORE_METRICS and (self.task is None or self.task.scorer(t.data, self.test_split) is None):
+                raise RecursaError(f"train.keep_best = {t.keep_best!r}: not a metric of this dataset (choose from "
+                                   f"{', '.join(CORE_METRICS)})")
         if t.steps:
             self.total_steps = t.steps
         elif t.epochs:
@@ -119,7 +161,13 @@ class Trainer:
         self.n_params = count_parameters(self.model)
         self.progress = Progress(progress)
         self.logger = None
-        self._open_run_dir()
+        if self.dist.main:
+            self._open_run_dir()
+            distributed.barrier(self.dist)  # the others wait until the run directory is ready
+        else:
+            distributed.barrier(self.dist)
+            if self.resume:
+                self._load_state()
 
     # ------------------------------------------------------------------ run directory
     def _check_run_dir(self):
@@ -215,7 +263,8 @@ class Trainer:
         if self.logger is not None:
             self.logger.close()
             self.logger = None
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
     # ------------------------------------------------------------------ state
     def _meta(self) -> dict:
@@ -224,6 +273,11 @@ class Trainer:
 
     def _check_finite(self):
         """Raise :class:`Diverged` when a loss since the start was non-finite or the weights are."""
+        if self.dist.active:  # every rank learns the first bad step of any rank
+            big = torch.iinfo(torch.int64).max
+            first = torch.where(self.bad_step < 0, big, self.bad_step)
+            torch.distributed.all_reduce(first, op=torch.distributed.ReduceOp.MIN)
+            self.bad_step = torch.where(first == big, -1, first)
         bad = int(self.bad_step)  # host sync: only at log intervals and before saving
         if bad >= 0:
             lr = self.cfg.train.lr * lr_at(bad, 1.0, self.cfg.train.lr_warmup_steps, self.total_steps,
@@ -243,17 +297,57 @@ class Trainer:
                        + (', or set train.on_nonfinite = "skip_step"' if self.cfg.train.on_nonfinite == "stop" else ""))
 
     def save(self) -> Path:
-        """Write a checkpoint of the current state; refuses (Diverged) when anything is non-finite."""
+        """Write a checkpoint of the current state; refuses (Diverged) when anything is non-finite.
+        Distributed: every rank calls it (the carries are gathered in row order, so the checkpoint
+        holds the one-process carry); rank 0 writes."""
         self._check_finite()
-        progress = {"step": self.step, "elapsed": self.elapsed, "sampler": self.sampler.state_dict(),
-                    "skipped_steps": self.skipped,
-                    "data": {"examples": self.train_split.num_examples, "groups": self.train_split.num_groups}}
-        weights, tensors, state_json = checkpoint.pack_train_state(self.model, self.ema, self.opt, self.carry,
-                                                                   self.gen, progress)
-        path = checkpoint.save(self.run_dir, self.step, self._meta(), weights, tensors, state_json,
-                               keep=self.cfg.train.keep_checkpoints)
+        carry = self.carry
+        if self.dist.active:
+            has = distributed.any_all(self.dist, carry is not None, self.device)
+            if has and carry is None:  # a rank whose in-flight puzzles were dropped (skip_step)
+                carry = self.model.initial_carry(self._blank_batch())
+            if has:
+                g = lambda x: distributed.all_gather_rows(self.dist, x)  # noqa: E731
+                carry = Carry(state=tuple(g(x) for x in carry.state), steps=g(carry.steps), halted=g(carry.halted),
+                              data={k: g(v) for k, v in carry.data.items()})
+        path = self.run_dir / "checkpoints" / f"step_{self.step:07d}"
+        if self.dist.main:
+            sampler = self._sampler_before_pending if self._pending is not None else self.sampler.state_dict()
+            progress = {"step": self.step, "elapsed": self.elapsed, "sampler": sampler, "skipped_steps": self.skipped,
+                        "data": {"examples": self.train_split.num_examples, "groups": self.train_split.num_groups}}
+            weights, tensors, state_json = checkpoint.pack_train_state(self.model, self.ema, self.opt, carry,
+                                                                       self.gen, progress)
+            path = checkpoint.save(self.run_dir, self.step, self._meta(), weights, tensors, state_json,
+                                   keep=self.cfg.train.keep_checkpoints)
         self.last_good = path
         return path
+
+    def _blank_batch(self) -> dict[str, torch.Tensor]:
+        b, L = self.local_batch, self.spec.seq_len
+        return {"inputs": torch.zeros(b, L, dtype=torch.int32, device=self.device),
+                "labels": torch.zeros(b, L, dtype=torch.int32, device=self.device),
+                "puzzle_identifiers": torch.zeros(b, dtype=torch.int32, device=self.device)}
+
+    def _save_best(self, res: dict) -> None:
+        """train.keep_best: when this evaluation beats the best so far, its weights become
+        RUN/checkpoints/best (written atomically; weights and config only, not a resume point)."""
+        metric = self.cfg.train.keep_best
+        flat = {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        flat.update(res.get("_scalars", {}))
+        key = metric if metric in flat else next((k for k in flat if k.endswith("/" + metric)), None)
+        if key is None or flat[key] is None:
+            names = sorted(k for k, v in flat.items() if isinstance(v, float))
+            raise RecursaError(f"train.keep_best = {metric!r}: the evaluation has no such metric "
+                               f"(it has {', '.join(names)})")
+        value = float(flat[key])
+        if self.best is not None and value <= self.best["value"]:
+            return
+        self.best = {"metric": key, "value": value, "step": self.step}
+        weights = self.model.state_dict()
+        if self.ema is not None:
+            weights = {**weights, **self.ema.shadow}
+        checkpoint.save_best(self.run_dir, {**self._meta(), "step": self.step, "best": self.best}, weights)
+        self.progress.message(f"best {key} so far: {value:.4f} at step {self.step} -> {self.run_dir / 'best'}")
 
     def _load_state(self):
         ckpt = checkpoint.resolve(self.run_dir)
@@ -291,12 +385,19 @@ class Trainer:
                                f"{data.get('groups')} ({saved_state.sj_path}); resume on the same dataset")
         saved_state.restore_model(self.model, self.ema, self.device)
         saved_state.restore_optimizer(self.opt, f"train.optimizer = {self.cfg.train.optimizer!r}")
-        self.carry = saved_state.restore_carry(self.cfg.train.batch_size, self.device)
+        carry = saved_state.restore_carry(self.cfg.train.batch_size, self.device)
+        if carry is not None and self.dist.active:  # this rank's rows of the one-process carry
+            r = self.rows
+            carry = Carry(state=tuple(x[r].clone() for x in carry.state), steps=carry.steps[r].clone(),
+                          halted=carry.halted[r].clone(), data={k: v[r].clone() for k, v in carry.data.items()})
+        self.carry = carry
         saved_state.restore_generator(self.gen)
         saved_state.restore_sampler(self.sampler)
         self.step, self.elapsed = step, float(elapsed)
         self.skipped = int(saved_state.state.get("skipped_steps", 0) or 0)
         self.last_good = ckpt
+        if self.cfg.train.keep_best:
+            self.best = checkpoint.read_best(self.run_dir, self.cfg.train.keep_best)
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     # ------------------------------------------------------------------ loop
@@ -304,18 +405,19 @@ class Trainer:
         t = self.cfg.train
         if self.carry is None:
             self.carry = self.model.initial_carry(batch)
-        self.carry, out = self.model(self.carry, batch, generator=self.gen)
+        self.carry, out = self.net(self.carry, batch, generator=self.gen)
         c = self.carry
         loss, metrics = act_loss(out, c.data["labels"], c.halted, c.steps, t.loss)
         self.step += 1
         finite = torch.isfinite(loss)
         if t.on_nonfinite == "skip_step":
-            if not bool(finite):  # one host sync per step, the price of skipping
+            # one host sync per step, the price of skipping; every rank skips when any must
+            if distributed.any_all(self.dist, not bool(finite), self.device):
                 return self._skip_step(metrics)
             self.skip_streak = 0
         else:  # remember the first bad step on the device; checked at log intervals and before saving
             self.bad_step = torch.where((self.bad_step < 0) & ~finite, self.step, self.bad_step)
-        (loss / t.batch_size).backward()
+        (loss / self.local_batch).backward()  # distributed: the all-reduce averages over ranks
         lr_scale = lr_at(self.step, 1.0, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio)
         for group in self.opt.param_groups:
             group["lr"] = t.lr * lr_scale
@@ -363,9 +465,39 @@ class Trainer:
 
     def fit(self) -> Path:
         try:
-            return self._fit()
+            path = self._fit()
+            # distributed: end together (rank 0 may still be evaluating); a process that leaves
+            # while another still talks to it is aborted by gloo. Not on errors: torchrun stops the rest.
+            distributed.barrier(self.dist)
+            return path
         finally:
             self.close()
+            if self.dist.active:
+                # DDP's reducer holds the process group: free it first, or the group's threads are
+                # torn down at interpreter exit and abort the process
+                self.net = self.model
+                import gc
+                gc.collect()
+            distributed.teardown(self.dist)
+
+    def _load_batch(self) -> dict[str, torch.Tensor]:
+        batch = self.sampler.next_batch()
+        if self.dist.active:  # every rank draws the global batch; this rank trains on its rows
+            batch = {k: v[self.rows] for k, v in batch.items()}
+        return to_device(batch, self.device, non_blocking=self.prefetch)
+
+    def _take_batch(self) -> dict[str, torch.Tensor]:
+        """The next batch; with prefetch (GPUs) the one after is already being copied (pinned,
+        non-blocking) while this step runs. A checkpoint then records the sampler as it was
+        before that draw, so a resumed run draws it again."""
+        if self._pending is not None:
+            batch, self._pending = self._pending, None
+        else:
+            batch = self._load_batch()
+        if self.prefetch:
+            self._sampler_before_pending = self.sampler.state_dict()
+            self._pending = self._load_batch()
+        return batch
 
     def _fit(self) -> Path:
         t = self.cfg.train
@@ -376,7 +508,7 @@ class Trainer:
         self.progress.message(f"training {self.cfg.model.arch} ({self.n_params:,} parameters) on {self.device} "
                               f"-> {self.run_dir}")
         while self.step < self.total_steps:
-            batch = to_device(self.sampler.next_batch(), self.device)
+            batch = self._take_batch()
             metrics = self.train_step(batch)
             for k, v in metrics.items():
                 if k not in sums:
@@ -385,9 +517,12 @@ class Trainer:
             window_steps += 1
             self.elapsed = elapsed0 + time.perf_counter() - start
             out_of_time = bool(t.max_time_s) and self.elapsed >= t.max_time_s
+            if t.max_time_s and self.dist.active:  # rank 0's clock decides for all
+                out_of_time = distributed.broadcast_flag(self.dist, out_of_time, self.device)
             last = self.step >= self.total_steps or out_of_time
             if self.step % t.log_interval == 0 or last:
-                vals = {k: v.item() for k, v in sums.items()}  # CPU-GPU sync point (once per log interval)
+                totals = distributed.sum_all(self.dist, sums)  # all ranks' rows
+                vals = {k: v.item() for k, v in totals.items()}  # CPU-GPU sync point (once per log interval)
                 now = time.perf_counter()
                 rate = window_steps / max(now - window_start, 1e-9)
                 count = max(vals["count"], 1)
@@ -402,7 +537,8 @@ class Trainer:
                     row["train/q_continue_loss"] = vals["q_continue_loss"] / window_steps / t.batch_size
                 if self.skipped:
                     row["train/skipped_steps"] = self.skipped
-                self.logger.log(self.step, row)
+                if self.logger is not None:
+                    self.logger.log(self.step, row)
                 if t.max_time_s and self.total_steps >= 10**12:
                     eta = t.max_time_s - self.elapsed
                 else:
@@ -416,16 +552,16 @@ class Trainer:
                 for v in sums.values():
                     v.zero_()
                 window_steps, window_start = 0, now
-                if int(self.bad_step) >= 0:  # already synced above: free
+                if self.dist.active or int(self.bad_step) >= 0:  # already synced above: free
                     self._check_finite()
-            if t.eval_interval > 0 and self.step % t.eval_interval == 0 and not last:
-                self._log_eval(final=False)
+            if t.eval_interval > 0 and self.step % t.eval_interval == 0 and not last and self.dist.main:
+                self._log_eval(final=False)  # distributed: the other ranks wait in the next step's all-reduce
             if t.checkpoint_interval > 0 and self.step % t.checkpoint_interval == 0 and not last:
                 self.save()
             if out_of_time:
                 break
         path = self.save()  # the final checkpoint comes before the final evaluation
-        last_eval = self._log_eval(final=True) if t.eval_interval >= 0 else None
+        last_eval = self._log_eval(final=True) if t.eval_interval >= 0 and self.dist.main else None
         self.progress.close()
         if last_eval is not None:
             self.log(f"final: exact accuracy {last_eval['exact_accuracy']:.3f} on {last_eval['n']} test puzzles")
@@ -439,10 +575,14 @@ class Trainer:
             self.model.train()
             if final:
                 saved = f"the final checkpoint {self.last_good} was written before it"
+            elif self.dist.active:  # saving needs every rank, which are waiting in a training step
+                saved = f"the last checkpoint is {self.last_good}" if self.last_good else "no checkpoint was written"
             else:
                 saved = f"the weights were saved first: {self.save()}"
             msg = str(e) if isinstance(e, RecursaError) else f"{type(e).__name__}: {e}"
             raise RecursaError(f"evaluation at step {self.step} failed ({msg}); {saved}") from e
+        if self.cfg.train.keep_best:
+            self._save_best(res)
         scalars = res.pop("_scalars", {})  # the family's metric (ARC pass@K, exact by rating), flat
         flat = {f"eval/{k}": v for k, v in res.items() if v is not None and not isinstance(v, dict)}
         flat.update({f"eval/{k}": v for k, v in scalars.items()})
