@@ -168,12 +168,10 @@ class _Step:
         cfg = config_mod.from_dict({"model": {**preset.model, "forward_dtype": dtype},
                                     "train": {**TRAIN, "data": str(work / "data"), "out": str(work / "run"),
                                               "batch_size": batch, "steps": 10**9, "seed": 0,
-                                              "num_threads": threads, "device": dev.type}})
+                                              "num_threads": threads, "device": dev.type,
+                                              "compile": compile}})  # as `train.compile` runs it
         trainer = self.trainer = Trainer(cfg, progress=False, log=lambda *a: None)
-        model = trainer.model
         self.params = trainer.n_params
-        if compile:
-            model.inner.forward = torch.compile(model.inner.forward)
 
         def one():
             trainer.train_step(to_device(trainer.sampler.next_batch(), dev))

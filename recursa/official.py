@@ -166,6 +166,29 @@ def infer_spec(state: dict[str, torch.Tensor], model: dict, seq_len: int | None,
     return DataSpec(vocab_size=int(emb.shape[0]), seq_len=seq_len, num_puzzle_identifiers=num_ids)
 
 
+def resolve_official(path: str | Path, step: int | None = None, config_yaml: str | Path | None = None
+                     ) -> tuple[Path, Path]:
+    """(checkpoint file, all_config.yaml) from a checkpoint file or an official run directory
+    (its latest ``step_N``, or ``step``), the config defaulting to the one beside the checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        steps = {int(m.group(1)): p for p in path.iterdir() if (m := re.fullmatch(r"step_(\d+)", p.name)) and p.is_file()}
+        if not steps:
+            raise RecursaError(f"{path}: a directory without official checkpoints (no step_N files)")
+        if step is None:
+            step = max(steps)
+        elif step not in steps:
+            raise RecursaError(f"{path}: no step_{step} (it has steps {', '.join(map(str, sorted(steps)))})")
+        path = steps[step]
+    elif step is not None:
+        raise RecursaError(f"--step {step}: give the run directory, not a checkpoint file ({path})")
+    if config_yaml is None:
+        config_yaml = path.parent / "all_config.yaml"
+        if not config_yaml.is_file():
+            raise RecursaError(f"{path}: no all_config.yaml beside it; pass --config (the run's official all_config.yaml)")
+    return path, Path(config_yaml)
+
+
 def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, config_yaml: str | Path,
                     identifiers: str | Path | None = None, data: str | Path | None = None,
                     seq_len: int | None = None, overwrite: bool = False, log=print) -> Path:

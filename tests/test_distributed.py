@@ -173,3 +173,35 @@ def test_compiled_training_step_trains_like_the_plain_module(tiny_data, tmp_path
     assert a.keys() == b.keys() and not any("_orig_mod" in k for k in b)
     for k in a:
         assert (a[k] - b[k]).abs().max() <= 1e-4, k
+
+
+def test_gpu_check_script_parses_and_covers_every_preset():
+    """The prepared GPU check is valid bash and benches every preset (its CPU dry run is in
+    docs/benchmarks.md; it needs a CUDA machine to mean anything)."""
+    from recursa.bench import PRESETS
+
+    from .conftest import REPO
+    script = REPO / "scripts" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    line = next(x for x in text.splitlines() if x.startswith("PRESETS="))
+    assert set(line.split(":-")[1].rstrip("}").split()) == set(PRESETS)
+    assert "torch.distributed.run" in text and "--compile" in text
+
+
+def test_prefetching_the_next_batch_changes_nothing_and_resumes_exactly(tiny_data, tmp_path, monkeypatch):
+    """With prefetch (on GPUs the next batch is copied while the step runs) the sampler has drawn
+    one batch ahead; a checkpoint records the position before that draw, so runs with and without
+    prefetch, interrupted or not, end bit-identical."""
+    import recursa.training.trainer as trainer_mod
+    fit(tiny_config(tiny_data, tmp_path / "plain", steps=12), progress=False, log=lambda *a: None)
+    monkeypatch.setattr(trainer_mod, "PREFETCH_DEVICES", ("cpu",))
+    fit(tiny_config(tiny_data, tmp_path / "pre", steps=12), progress=False, log=lambda *a: None)
+    fit(tiny_config(tiny_data, tmp_path / "split", steps=5), progress=False, log=lambda *a: None)
+    fit(tiny_config(tiny_data, tmp_path / "split", steps=12), resume=True, progress=False, log=lambda *a: None)
+    a, a_json = _state(tmp_path / "plain")
+    for other in ("pre", "split"):
+        b, b_json = _state(tmp_path / other)
+        assert a_json["sampler"] == b_json["sampler"], other
+        for k in a:
+            assert torch.equal(a[k], b[k]), (other, k)

@@ -255,3 +255,23 @@ def test_official_trm_hier6_imports_and_reproduces_the_official_outputs(tmp_path
     assert len(carry.state) == 7
     for got, name in zip(carry.state, names):
         assert (got - io[name]).abs().max() <= 1e-5, name
+
+
+def test_import_from_the_official_run_directory_latest_or_named_step(tmp_path, capsys):
+    """CKPT may be the official run directory: its latest step_N (or --step N), with the
+    all_config.yaml the official trainer writes beside the checkpoints."""
+    ckpt, cfg = _official_files(tmp_path, "trm_att_rope")
+    for n in (651522, 723914):
+        (tmp_path / f"step_{n}").write_bytes(ckpt.read_bytes())
+    ckpt.unlink()
+    assert main(["import-official", str(tmp_path), "--seq-len", "81", "--out", str(tmp_path / "last")]) == 0
+    assert load_checkpoint(tmp_path / "last").meta["step"] == 723914
+    assert main(["import-official", str(tmp_path), "--step", "651522", "--seq-len", "81",
+                 "--out", str(tmp_path / "earlier")]) == 0
+    assert load_checkpoint(tmp_path / "earlier").meta["step"] == 651522
+    capsys.readouterr()
+    assert main(["import-official", str(tmp_path), "--step", "7", "--seq-len", "81", "--out", str(tmp_path / "x")]) == 2
+    assert "no step_7 (it has steps 651522, 723914)" in capsys.readouterr().err
+    cfg.unlink()
+    assert main(["import-official", str(tmp_path), "--seq-len", "81", "--out", str(tmp_path / "y")]) == 2
+    assert "pass --config" in capsys.readouterr().err

@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="activation dtype (default float32)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model's recursion step")
+    p.add_argument("--compile", action="store_true", help="torch.compile: train, the whole training step (train.compile); "
+                                                          "infer, the model's recursion step")
     p.add_argument("--seconds", type=float, default=30.0, help="train/infer: time the step for this long (default 30)")
     p.add_argument("--steps", type=int, default=0, help="train/infer: time exactly this many steps instead")
     p.add_argument("--warmup", type=int, default=3, help="train/infer: untimed steps first (default 3)")
