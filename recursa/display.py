@@ -45,3 +45,54 @@ def show_refinement(task, inputs: np.ndarray, step_preds: list[np.ndarray], q_ha
     out.append(f"final answer after {len(step_preds)} steps: {'VALID' if valid else 'NOT valid'}"
                + (f" (the halting head said 'done' at step {halt})" if halt else ""))
     return "\n\n".join(out), valid
+
+
+def plot_curves(path, results: list[dict], trained_steps: int | None = None) -> None:
+    """The recursion curves of one or more evaluations (``evaluate(..., curve=True)`` results, each
+    with an optional "checkpoint" label) as one PNG, written atomically: exact accuracy and valid
+    rate after every supervision step; when the model's halting head first says "done"; exact
+    accuracy against network applications per puzzle."""
+    import os
+    from pathlib import Path
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), dpi=110)
+    for i, res in enumerate(results):
+        label = Path(str(res.get("checkpoint", ""))).name or f"run {i + 1}"
+        colour = f"C{i % 10}"
+        exact = 100 * np.asarray(res["exact_by_step"])
+        steps = np.arange(1, len(exact) + 1)
+        axes[0].plot(steps, exact, "o-", ms=3, color=colour, label=f"{label}: exact")
+        if res.get("valid_by_step"):
+            axes[0].plot(steps, 100 * np.asarray(res["valid_by_step"]), "s--", ms=3, color=colour, alpha=0.6,
+                         label=f"{label}: valid")
+        hist = np.asarray(res["halt_histogram"])
+        width = 0.8 / len(results)
+        axes[1].bar(np.arange(1, len(hist) + 1) + i * width - 0.4 + width / 2, hist, width=width, color=colour,
+                    label=label)
+        per = np.asarray(res["calls_by_step"]) / max(res["n"], 1)
+        axes[2].plot(per, exact, "o-", ms=3, color=colour, label=label)
+    axes[0].set(xlabel="supervision steps (recursion depth)", ylabel="held-out puzzles (%)", ylim=(0, 100),
+                title="accuracy after each step")
+    if trained_steps:
+        axes[0].axvline(trained_steps, color="grey", linestyle=":", label=f"trained depth ({trained_steps})")
+    axes[1].set(xlabel="step at which the halting head first says 'done' (last bar: never)", ylabel="puzzles",
+                title="halting")
+    axes[2].set(xlabel="network applications per puzzle", ylabel="exact (%)", ylim=(0, 100),
+                title="accuracy against compute")
+    pr = results[0].get("protocol", {})
+    if pr.get("trajectories", 1) > 1:
+        axes[2].set_title(f"accuracy against compute ({pr['trajectories']} trajectories)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

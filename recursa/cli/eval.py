@@ -8,9 +8,22 @@ the family's metric pools (ARC), their votes are pooled into one result, which i
 official ARC evaluator reports (it accumulates votes over every evaluation of a run). recursa's
 default, one checkpoint, scores that checkpoint alone.
 
+Test-time compute (the papers' protocol, every puzzle runs the trained number of supervision steps,
+is the default so that numbers stay comparable):
+  --steps N / --max-steps M    think deeper: N steps, or at most M (may exceed training)
+  --adaptive                   stop each puzzle when sigmoid(q_halt) >= --halt-threshold (0.5); the
+                               finished puzzles leave the batch, so compute follows difficulty
+  --trajectories K --noise S   think wider: K copies per puzzle, batched, copies 1..K-1 with noise S
+                               on the latent; the answer: a valid one first, then the most confident
+  --curve [--plot F.png]       accuracy and valid rate after every step, halting histogram,
+                               accuracy against network applications (JSON; plots to F.png)
+
 Examples:
   recursa eval runs/demo/trm --data runs/demo/data
   recursa eval runs/demo/trm --data runs/demo/data --steps 16 --json deeper.json
+  recursa eval runs/demo/trm --data runs/demo/data --adaptive --max-steps 32
+  recursa eval runs/demo/trm --data runs/demo/data --trajectories 16 --noise 0.3 --adaptive
+  recursa eval runs/demo/trm --data runs/demo/data --curve --max-steps 32 --plot curve.png
   recursa eval --checkpoints runs/arc/checkpoints/step_0050000,runs/arc --data data/arc1 --submission sub.json
   recursa eval --checkpoints runs/arc --all-checkpoints --data data/arc1     # every kept checkpoint
 """
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 from .. import storage
@@ -38,6 +52,25 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N puzzles (default all)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     p.add_argument("--steps", type=int, default=0, help="supervision steps to run (default: as trained; more = think longer)")
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="at most this many steps (with --adaptive; without, the same as --steps); may exceed training")
+    p.add_argument("--adaptive", action="store_true",
+                   help="stop each puzzle when its halting confidence reaches --halt-threshold; finished puzzles "
+                        "leave the batch")
+    p.add_argument("--halt-threshold", type=float, default=0.5, help="confidence sigmoid(q_halt) that stops a puzzle "
+                                                                     "(default 0.5)")
+    p.add_argument("--trajectories", type=int, default=1, help="K noisy copies of every puzzle, batched (default 1)")
+    p.add_argument("--noise", type=float, default=0.0, help="std of the Gaussian noise on copies 1..K-1 (default 0)")
+    p.add_argument("--noise-on", choices=["z_L", "z_H", "both"], default="z_L", help="which state gets the noise")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--select", choices=["valid", "confidence"], default="valid",
+                   help="answer of a puzzle among its trajectories: a valid one first (the task's rule checker), "
+                        "then the most confident (default), or the most confident only")
+    p.add_argument("--curve", action="store_true", help="also the valid rate after every step (JSON: valid_by_step)")
+    p.add_argument("--plot", help="with --curve: write the recursion curves (accuracy and valid rate by step, halting "
+                                  "histogram, accuracy against network applications) to this PNG")
+    p.add_argument("--per-puzzle", action="store_true", help="JSON: the steps, final confidence and exactness of "
+                                                             "every puzzle")
     p.add_argument("--dtype", choices=["float32", "bfloat16"],
                    help="compute in this dtype instead of the checkpoint's (e.g. float32 for an imported bf16 model "
                         "on a CPU without fast bf16)")
@@ -84,8 +117,18 @@ def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
     print(f"  exact accuracy   {res['exact_accuracy']:.4f}")
     if res["valid_rate"] is not None:
         print(f"  valid solutions  {res['valid_rate']:.4f}")
-    print(f"  steps            {res['mean_steps']:.0f} (model's own halting step: mean {res['halt_step_mean']:.2f})")
+    pr = res["protocol"]
+    how = (f"adaptive (stop at confidence >= {pr['halt_threshold']}, at most {pr['max_steps']})" if pr["adaptive"]
+           else f"fixed {pr['max_steps']}")
+    if pr["trajectories"] > 1:
+        how += f", {pr['trajectories']} trajectories (noise {pr['noise']} on {pr['noise_on']})"
+    print(f"  protocol         {how}")
+    print(f"  steps            {res['mean_steps']:.2f} per puzzle (model's own halting step: mean "
+          f"{res['halt_step_mean']:.2f}); {res['network_calls']:,} network applications; "
+          f"{res['puzzles_per_s']:.1f} puzzles/s")
     print("  exact by step    " + "  ".join(f"{i + 1}:{x:.3f}" for i, x in enumerate(res["exact_by_step"])))
+    if res.get("valid_by_step"):
+        print("  valid by step    " + "  ".join(f"{i + 1}:{x:.3f}" for i, x in enumerate(res["valid_by_step"])))
     if scorer is not None and scorer.key in res:
         for line in scorer.lines(res[scorer.key]):
             print("  " + line)
@@ -107,13 +150,20 @@ class _Tee:
 
 def run(args) -> int:
     from ..data.format import load_split, read_task_info
+    from ..evaluation.engine import Protocol
     from ..evaluation.evaluate import evaluate
     from ..inference import load_checkpoint, pick_device
     from ..training.checkpoint import atomic_write_text
 
-    if args.steps < 0 or args.batch_size <= 0 or args.limit < 0:
-        raise RecursaError("--steps and --limit must be >= 0, --batch-size > 0")
-    for flag, path in (("--json", args.json_out), ("--submission", args.submission)):
+    if args.steps < 0 or args.max_steps < 0 or args.batch_size <= 0 or args.limit < 0:
+        raise RecursaError("--steps, --max-steps and --limit must be >= 0, --batch-size > 0")
+    if args.steps and args.max_steps:
+        raise RecursaError("give --steps (fixed depth) or --max-steps (a cap), not both")
+    if args.plot and not args.curve:
+        raise RecursaError("--plot draws the recursion curves: add --curve")
+    if args.trajectories > 1 and args.noise == 0:
+        raise RecursaError(f"--trajectories {args.trajectories} without --noise: the copies would all think alike")
+    for flag, path in (("--json", args.json_out), ("--submission", args.submission), ("--plot", args.plot)):
         if path is not None:
             storage.check_file_out(path, flag)
     paths = checkpoint_list(args)
@@ -142,8 +192,16 @@ def run(args) -> int:
             feed = _Tee(scorer, pooled)  # this checkpoint's own votes, and the pool's
         else:
             feed = scorer
+        protocol = Protocol(max_steps=args.steps or args.max_steps or loaded.model.halt_max_steps,
+                            adaptive=args.adaptive, halt_threshold=args.halt_threshold,
+                            trajectories=args.trajectories, noise=args.noise, noise_on=args.noise_on, seed=args.seed,
+                            select=args.select)
+        t0 = time.perf_counter()
         res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
-                       limit=args.limit, steps=args.steps or None, scorer=feed)
+                       limit=args.limit, scorer=feed, protocol=protocol, curve=args.curve, per_puzzle=args.per_puzzle)
+        res["seconds"] = round(time.perf_counter() - t0, 3)
+        res["puzzles_per_s"] = round(res["n"] / max(res["seconds"], 1e-9), 2)
+        res["trained_steps"] = loaded.cfg.model.halt_max_steps
         _print(loaded, res, args.data, args.split, scorer)
         results.append({"checkpoint": str(loaded.path), "step": loaded.meta["step"], **res})
         last_scorer = scorer
@@ -162,6 +220,10 @@ def run(args) -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest, json.dumps(final.result().get("submission", {})) + "\n")
         print(f"  wrote {dest}")
+    if args.plot:
+        from ..display import plot_curves
+        plot_curves(Path(args.plot), results, trained_steps=results[0]["trained_steps"])
+        print(f"  wrote {args.plot}")
     if args.json_out:
         dest = Path(args.json_out)
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,10 @@ def add_arguments(p: argparse.ArgumentParser):
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--puzzle", help="the puzzle as text")
     g.add_argument("--file", help="a file with one puzzle per line")
-    p.add_argument("--steps", type=int, default=0, help="supervision steps (default: as trained)")
+    p.add_argument("--steps", type=int, default=0, help="supervision steps (default: as trained; more = think longer)")
+    p.add_argument("--adaptive", action="store_true",
+                   help="stop when the halting confidence reaches --halt-threshold (at most --steps)")
+    p.add_argument("--halt-threshold", type=float, default=0.5, help="with --adaptive (default 0.5)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"],
                    help="compute in this dtype instead of the checkpoint's (e.g. float32 for an imported bf16 model "
                         "on a CPU without fast bf16)")
@@ -39,11 +42,14 @@ def add_arguments(p: argparse.ArgumentParser):
 def run(args) -> int:
     import torch
 
-    from ..inference import load_checkpoint, pick_device, refine
+    from ..evaluation.engine import Protocol, think
+    from ..inference import load_checkpoint, pick_device
 
     if args.steps < 0 or args.per_row < 1:
         raise RecursaError("--steps must be >= 0 and --per-row >= 1")
     loaded = load_checkpoint(args.ckpt, pick_device(args.device), args.dtype)
+    protocol = Protocol(max_steps=args.steps or loaded.model.halt_max_steps, adaptive=args.adaptive,
+                        halt_threshold=args.halt_threshold)
     task = loaded.task
     if task is None:
         raise RecursaError(f"{loaded.path}: the checkpoint has no task information (trained on a dataset without task.json)")
@@ -68,9 +74,9 @@ def run(args) -> int:
                  "puzzle_identifiers": torch.zeros(1, dtype=torch.int64)}
         batch = {k: v.to(next(loaded.model.parameters()).device) for k, v in batch.items()}
         preds, qs = [], []
-        for out in refine(loaded.model, batch, args.steps or None):
-            preds.append(out["preds"][0].cpu().numpy())
-            qs.append(float(out["q_halt"][0]))
+        for snap in think(loaded.model, batch, protocol):
+            preds.append(snap.preds[0].cpu().numpy())
+            qs.append(float(snap.q_halt[0]))
         text, valid = show_refinement(task, inputs, preds, qs, args.per_row)
         n_valid += valid
         print(f"== {where}: {task.describe()}")

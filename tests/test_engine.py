@@ -1,0 +1,121 @@
+"""The inference engine: the papers' protocol unchanged, adaptive halting (rows leave the batch),
+thinking deeper than trained, K noisy trajectories batched with verified answers preferred, and
+the eval CLI's recursion curves."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recursa.cli import main
+from recursa.config import ModelConfig
+from recursa.errors import RecursaError
+from recursa.evaluation.engine import Protocol, calls_per_step, think
+from recursa.models import DataSpec, build_model
+from recursa.models.act import refine
+
+
+def _model(**kw):
+    cfg = dict(hidden_size=32, num_heads=2, L_layers=2, H_cycles=2, L_cycles=2, halt_max_steps=4,
+               pos_encodings="rope", puzzle_emb_len=2)
+    cfg.update(kw)
+    model = build_model(ModelConfig(**cfg), DataSpec(vocab_size=6, seq_len=16, num_puzzle_identifiers=3), seed=1)
+    with torch.no_grad():  # a halting head that says "done" at different steps for different rows
+        model.inner.q_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+        model.inner.q_head.bias.fill_(0.0)
+    return model.eval()
+
+
+def _batch(B=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"inputs": torch.randint(0, 6, (B, 16), generator=g), "labels": torch.randint(1, 6, (B, 16), generator=g),
+            "puzzle_identifiers": torch.randint(0, 3, (B,), generator=g)}
+
+
+def test_default_protocol_is_the_official_evaluation():
+    model, batch = _model(), _batch()
+    ref = list(refine(model, batch))
+    snaps = list(think(model, batch, Protocol(max_steps=4)))
+    assert len(snaps) == 4
+    for r, s in zip(ref, snaps):
+        assert torch.equal(r["preds"], s.preds) and torch.equal(r["q_halt"].float(), s.q_halt)
+    assert snaps[-1].calls == 12 * 4 * calls_per_step(model) and calls_per_step(model) == 2 * 3
+
+
+def test_adaptive_rows_stop_at_their_first_confident_step_and_leave_the_batch():
+    """Each row's adaptive answer is its fixed-protocol answer at the step it stopped; the rows that
+    stopped cost nothing afterwards; thinking deeper than trained works."""
+    model, batch = _model(), _batch()
+    M = 10  # beyond the trained 4
+    fixed = list(think(model, batch, Protocol(max_steps=M)))
+    thr = 0.6
+    ad = list(think(model, batch, Protocol(max_steps=M, adaptive=True, halt_threshold=thr)))
+    last = ad[-1]
+    conf = torch.stack([torch.sigmoid(s.q_halt) for s in fixed])  # (M, B)
+    reached = conf >= thr
+    expect = torch.where(reached.any(0), reached.float().argmax(0) + 1, M)
+    assert torch.equal(last.steps, expect)
+    assert 1 < int(expect.min()) or int(expect.max()) > 1  # a mix of depths
+    assert len(set(expect.tolist())) > 1
+    for i in range(12):
+        assert torch.equal(last.preds[i], fixed[int(expect[i]) - 1].preds[i])
+    assert last.calls == int(expect.sum()) * calls_per_step(model) < fixed[-1].calls
+    assert bool(last.done.all())
+
+
+def test_trajectories_are_batched_noise_free_copy_zero_and_verified_answers_win():
+    model, batch = _model(), _batch()
+    plain = list(think(model, batch, Protocol(max_steps=4)))[-1]
+    # K copies without noise think alike: the answer is the plain one, at K times the compute
+    same = list(think(model, batch, Protocol(max_steps=4, trajectories=3)))[-1]
+    assert torch.equal(same.preds, plain.preds) and same.calls == 3 * plain.calls
+    noisy = list(think(model, batch, Protocol(max_steps=4, trajectories=4, noise=0.5, seed=3)))[-1]
+    again = list(think(model, batch, Protocol(max_steps=4, trajectories=4, noise=0.5, seed=3)))[-1]
+    assert torch.equal(noisy.preds, again.preds)  # seeded
+    assert not torch.equal(noisy.trajectory, torch.zeros(12, dtype=torch.long))  # some noisy copy was more confident
+
+    # a checker that accepts only answers whose first token is 5: such a copy wins over confidence
+    def check(inputs, preds):
+        return preds[:, 0] == 5
+    ver = list(think(model, batch, Protocol(max_steps=4, trajectories=4, noise=0.5, seed=3), check=check))[-1]
+    has_valid = ver.valid
+    assert has_valid is not None and (ver.preds[torch.from_numpy(has_valid), 0] == 5).all()
+    conf = list(think(model, batch, Protocol(max_steps=4, trajectories=4, noise=0.5, seed=3, select="confidence"),
+                      check=check))[-1]
+    assert torch.equal(conf.preds, noisy.preds) and conf.valid is None
+
+
+@pytest.mark.parametrize("bad", [dict(max_steps=0), dict(max_steps=2, halt_threshold=1.0),
+                                 dict(max_steps=2, trajectories=0), dict(max_steps=2, noise=-1.0),
+                                 dict(max_steps=2, noise_on="z"), dict(max_steps=2, select="best")])
+def test_protocol_errors(bad):
+    with pytest.raises(RecursaError):
+        Protocol(**bad)
+
+
+def test_eval_cli_adaptive_curve_plot_and_json(tmp_path, tiny_data, capsys):
+    from recursa.training.trainer import fit
+
+    from .conftest import tiny_config
+    fit(tiny_config(tiny_data, tmp_path / "run", steps=30), progress=False, log=lambda *a: None)
+    out, png = tmp_path / "c.json", tmp_path / "c.png"
+    assert main(["eval", str(tmp_path / "run"), "--data", str(tiny_data), "--curve", "--max-steps", "12",
+                 "--plot", str(png), "--json", str(out), "--per-puzzle"]) == 0
+    res = json.loads(out.read_text())
+    assert len(res["exact_by_step"]) == len(res["valid_by_step"]) == len(res["calls_by_step"]) == 12
+    assert res["protocol"]["max_steps"] == 12 and res["trained_steps"] == 3 and res["mean_steps"] == 12
+    assert sum(res["halt_histogram"]) == res["n"] == 40 and len(res["halt_histogram"]) == 13
+    assert len(res["per_puzzle"]["steps"]) == 40 and res["network_calls"] == res["calls_by_step"][-1]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["eval", str(tmp_path / "run"), "--data", str(tiny_data), "--adaptive", "--max-steps", "12",
+                 "--json", str(out)]) == 0
+    ad = json.loads(out.read_text())
+    assert ad["protocol"]["adaptive"] and ad["mean_steps"] <= 12 and ad["network_calls"] <= res["network_calls"]
+    assert abs(ad["mean_steps"] * ad["n"] * 6 - ad["network_calls"]) < 1e-6  # 2 cycles x (2 + 1) per step
+    capsys.readouterr()
+    for argv, msg in ((["--steps", "4", "--max-steps", "8"], "not both"), (["--plot", str(png)], "add --curve"),
+                      (["--trajectories", "4"], "without --noise"), (["--halt-threshold", "2"], "--halt-threshold 2")):
+        assert main(["eval", str(tmp_path / "run"), "--data", str(tiny_data), *argv]) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1, err
