@@ -12,7 +12,7 @@ LAYERS = [
     ("tasks",),
     ("evaluation",),
     ("training",),
-    ("inference", "display", "official"),
+    ("inference", "display", "official", "render"),
     ("demo", "bench", "bench_official"),
     ("cli", "__main__", "__init__"),
 ]

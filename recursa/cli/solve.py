@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="compute in this dtype instead of the checkpoint's (e.g. float32 for an imported bf16 model "
                         "on a CPU without fast bf16)")
     p.add_argument("--allow-multiple", action="store_true", help="accept puzzles with more than one solution")
+    p.add_argument("--trace", action="store_true",
+                   help="print the answer after every step, one below the other, with the changed cells highlighted")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="--trace: highlight in colour (auto: when the output is a terminal and NO_COLOR is unset)")
     p.add_argument("--per-row", type=int, default=4, help="answer grids per row of output (default 4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
 
@@ -77,6 +81,14 @@ def run(args) -> int:
         for snap in think(loaded.model, batch, protocol):
             preds.append(snap.preds[0].cpu().numpy())
             qs.append(float(snap.q_halt[0]))
+        if args.trace:
+            from ..render import terminal_trace, Trace
+            tr = Trace(f"{where}: {task.describe()}", task.render(inputs), [task.render(x) for x in preds],
+                       [1.0 / (1.0 + float(np.exp(-q))) for q in qs],
+                       [bool(task.check(inputs[None], x[None])[0]) for x in preds], loaded.model.halt_max_steps, {})
+            print(terminal_trace(tr, _use_color(args.color)))
+            n_valid += tr.valid[-1]
+            continue
         text, valid = show_refinement(task, inputs, preds, qs, args.per_row)
         n_valid += valid
         print(f"== {where}: {task.describe()}")
@@ -85,3 +97,11 @@ def run(args) -> int:
     if len(parsed) > 1:
         print(f"{n_valid}/{len(parsed)} answers valid")
     return 0
+
+
+def _use_color(choice: str) -> bool:
+    import os
+    import sys
+    if choice != "auto":
+        return choice == "always"
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"

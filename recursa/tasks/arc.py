@@ -299,6 +299,9 @@ class ArcTask(TaskBase):
 
     name = "arc"
     vocab_size = VOCAB
+    # the ARC colours of 0-9, as the ARC-AGI viewers draw them
+    palette = dict(zip("0123456789", ("#000000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00", "#aaaaaa", "#f012be",
+                                      "#ff851b", "#7fdbff", "#870c25")))
     seq_len = SIZE * SIZE
 
     def params(self) -> dict:

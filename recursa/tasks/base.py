@@ -78,6 +78,10 @@ class TaskBase:
     """Defaults of the optional :class:`Task` methods: one puzzle per line of a file ('#' starts a
     comment), ``parse`` as is, the tokens space-separated as text, solvable, no special scorer."""
 
+    #: Colours of ``render``'s characters in `recursa render` pages and images (CSS colours);
+    #: characters without one are drawn as text.
+    palette: dict[str, str] = {}
+
     def split_puzzles(self, lines: list[str], path) -> list[tuple[str, str]]:
         return [(line, f"{path} line {i + 1}") for i, line in enumerate(lines)
                 if line.strip() and not line.lstrip().startswith("#")]

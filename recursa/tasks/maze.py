@@ -87,6 +87,7 @@ class MazeTask(TaskBase):
     """Maze in token space for the trainer/evaluator/CLI (see module docstring)."""
 
     name = "maze"
+    palette = {"#": "#3b3b3b", "S": "#2ca02c", "G": "#d62728", "o": "#4292c6"}
     vocab_size = len(CHARSET) + 1
 
     def __init__(self, size: int = 30):
