@@ -329,3 +329,62 @@ def test_eval_checkpoints_cli_pools_and_names_each(arc_run, tmp_path, capsys):
         assert main([*argv, "--data", str(arc_run / "d")]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1, err
+
+
+def test_adapt_fits_new_rows_on_demonstrations_only_end_to_end(tmp_path, small_arc, capsys):
+    """recursa adapt on a tiny CPU ARC build: a model trained on the training tasks only gets rows
+    for the evaluation tasks' versions, fitted on their demonstrations with the network frozen;
+    eval then answers (and scores) their test inputs; --steps 0 is the blank-embedding baseline;
+    without outputs the tasks are answered (submission) but not scored."""
+    from recursa import config
+    from recursa.inference import load_checkpoint
+    from recursa.training.trainer import fit
+    import torch
+    from safetensors.torch import load_file
+    data = tmp_path / "train_data"
+    build_arc(data, files=str(small_arc), subsets=["training"], test_set="training", num_aug=2, log=lambda *a: None)
+    cfg = config.from_dict({
+        "model": {"hidden_size": 16, "num_heads": 2, "L_layers": 1, "H_cycles": 1, "L_cycles": 1, "halt_max_steps": 2,
+                  "mlp_t": False, "pos_encodings": "rope", "puzzle_emb_ndim": 16, "puzzle_emb_len": 1},
+        "train": {"data": str(data), "out": str(tmp_path / "run"), "batch_size": 8, "steps": 10, "lr": 1e-3,
+                  "lr_warmup_steps": 1, "log_interval": 5, "eval_interval": -1, "device": "cpu", "num_threads": 1}})
+    fit(cfg, progress=False, log=lambda *a: None)
+    base = load_checkpoint(tmp_path / "run")
+    rows = base.spec.num_puzzle_identifiers
+    tasks = small_arc.with_name("x_evaluation_challenges.json")
+    sols = small_arc.with_name("x_evaluation_solutions.json")
+    results = {}
+    for steps in (0, 20):
+        out, d = tmp_path / f"a{steps}", tmp_path / f"d{steps}"
+        assert main(["adapt", str(tmp_path / "run"), "--tasks", str(tasks), "--solutions", str(sols), "--out", str(out),
+                     "--data-out", str(d), "--steps", str(steps), "--num-aug", "3", "--batch-size", "4"]) == 0
+        ad = load_checkpoint(out)
+        test = load_split(d, "test")
+        assert int(test.puzzle_identifiers.min()) >= rows and ad.spec.num_puzzle_identifiers > rows
+        table = load_file(str(out / "model.safetensors"))["inner.puzzle_emb.weights"]
+        old = load_file(str(tmp_path / "run" / "checkpoints" / "step_0000010" / "model.safetensors"))
+        assert torch.equal(table[:rows], old["inner.puzzle_emb.weights"])  # trained rows untouched
+        new_rows = table[rows:]
+        assert (new_rows.abs().sum() > 0) == (steps > 0)  # fitted, or blank (the baseline)
+        w = load_file(str(out / "model.safetensors"))
+        assert all(torch.equal(w[k], old[k]) for k in old if k != "inner.puzzle_emb.weights")  # network frozen
+        report = tmp_path / f"e{steps}.json"
+        assert main(["eval", str(out), "--data", str(d), "--json", str(report),
+                     "--submission", str(tmp_path / f"s{steps}.json")]) == 0
+        results[steps] = json.loads(report.read_text())["arc"]
+        assert results[steps]["tasks"] == 4 and 0.0 <= results[steps]["pass@2"] <= 1.0
+        assert len(json.loads((tmp_path / f"s{steps}.json").read_text())) == 4
+    # no outputs known: answered, not scored
+    assert main(["adapt", str(tmp_path / "run"), "--tasks", str(tasks), "--out", str(tmp_path / "u"),
+                 "--data-out", str(tmp_path / "du"), "--steps", "2", "--num-aug", "1"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "u"), "--data", str(tmp_path / "du"), "--json", str(tmp_path / "eu.json"),
+                 "--submission", str(tmp_path / "su.json")]) == 0
+    arc = json.loads((tmp_path / "eu.json").read_text())["arc"]
+    assert arc["tasks"] == 0 and arc["unscored_tasks"] == 4 and arc["pass@2"] is None
+    assert len(json.loads((tmp_path / "su.json").read_text())) == 4
+    assert "none scored" in capsys.readouterr().out
+    # bad arguments: one error line, nothing written
+    assert main(["adapt", str(tmp_path / "run"), "--tasks", str(tasks), "--out", str(tmp_path / "z"),
+                 "--data-out", str(tmp_path / "dz"), "--steps", "-1"]) == 2
+    assert not (tmp_path / "z").exists() and not (tmp_path / "dz").exists()

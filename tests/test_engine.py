@@ -119,3 +119,15 @@ def test_eval_cli_adaptive_curve_plot_and_json(tmp_path, tiny_data, capsys):
         assert main(["eval", str(tmp_path / "run"), "--data", str(tiny_data), *argv]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1, err
+
+
+def test_a_family_without_puzzle_embeddings_has_nothing_to_adapt(tmp_path, tiny_data, capsys):
+    from recursa.training.trainer import fit
+
+    from .conftest import tiny_config
+    fit(tiny_config(tiny_data, tmp_path / "run", steps=2), progress=False, log=lambda *a: None)
+    (tmp_path / "t.json").write_text("{}")
+    assert main(["adapt", str(tmp_path / "run"), "--tasks", str(tmp_path / "t.json"), "--out", str(tmp_path / "o"),
+                 "--data-out", str(tmp_path / "d")]) == 2
+    assert "nothing to adapt" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "d").exists()

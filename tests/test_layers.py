@@ -12,8 +12,8 @@ LAYERS = [
     ("tasks",),
     ("evaluation",),
     ("training",),
-    ("inference", "display", "official", "render"),
-    ("demo", "bench", "bench_official"),
+    ("inference", "display", "official", "render", "adapt"),
+    ("demo", "bench", "bench_official", "sweep"),
     ("cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}

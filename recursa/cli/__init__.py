@@ -18,7 +18,7 @@ import traceback
 from .. import __version__
 from ..errors import RecursaError
 from ..perf import tune_allocator
-from . import bench, build, demo, import_official, render, solve, train
+from . import adapt, bench, build, demo, import_official, render, solve, sweep, train
 from . import eval as eval_cmd
 
 COMMANDS = {
@@ -27,6 +27,8 @@ COMMANDS = {
     "train": (train, "train a model from a TOML recipe"),
     "eval": (eval_cmd, "evaluate a checkpoint on a dataset split"),
     "solve": (solve, "solve one puzzle, showing the answer after every supervision step"),
+    "sweep": (sweep, "train a grid of runs differing only in recursion depth (or any setting) and plot accuracy"),
+    "adapt": (adapt, "fit puzzle embeddings for ARC tasks not seen in training, on their demonstrations"),
     "render": (render, "draw a puzzle's refinement step by step: one HTML page (slider, play) or one PNG"),
     "import-official": (import_official, "convert an official TRM/HRM checkpoint into a recursa checkpoint"),
     "bench": (bench, "measure speed targets (dataset builders at the papers' sizes)"),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -329,6 +330,10 @@ class ArcTask(TaskBase):
         g = crop(np.asarray(tokens)[None])[0]
         return json.dumps(g.tolist())
 
+    def build_adaptation(self, out, tasks_path, solutions_path, base_rows, **kw) -> dict:
+        """``recursa adapt``: the new tasks' augmented versions, numbered after ``base_rows``."""
+        return build_adaptation_data(out, tasks_path, solutions_path, base_rows, **kw)
+
     def scorer(self, data_dir, split):
         """Voting across the augmented views, pass@K, submission (fresh votes per evaluation)."""
         from .arc_voting import ArcVoting
@@ -470,6 +475,67 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
         f"{n_versions} puzzle versions, {n_train} training examples, {n_test} test examples "
         f"({sum(len(t.test) for t in test_tasks)} {test_set} test inputs x their versions)")
     return ArcTask()
+
+
+# ---------------------------------------------------------------------- `recursa adapt`
+def _tasks_with_outputs(tasks_path: Path, solutions_path: Path | None) -> tuple[dict, dict, set[str]]:
+    """(challenges, solutions, unscored task ids): outputs from the solutions file, or inside the
+    tasks file; a task with neither gets a placeholder output and is not scored."""
+    challenges = storage.read_json(tasks_path, expect=dict, what="tasks file")
+    solutions = storage.read_json(solutions_path, expect=dict, what="solutions file") if solutions_path else {}
+    unscored = set()
+    filled = {}
+    for tid, t in challenges.items():
+        if not isinstance(t, dict) or not isinstance(t.get("test"), list):
+            raise RecursaError(f"{tasks_path}: task {tid}: expected 'train' and 'test' lists")
+        if tid in solutions:
+            filled[tid] = solutions[tid]
+        elif all(isinstance(p, dict) and p.get("output") is not None for p in t["test"]):
+            filled[tid] = [p["output"] for p in t["test"]]
+        else:
+            filled[tid] = [[[0]] for _ in t["test"]]
+            unscored.add(tid)
+    return challenges, filled, unscored
+
+
+def build_adaptation_data(out: Path, tasks_path: Path, solutions_path: Path | None, base_rows: int, *,
+                          num_aug: int, seed: int, overwrite: bool, log=print) -> dict:
+    """Write the adaptation dataset of the new tasks, identifiers after ``base_rows`` rows."""
+    challenges, solutions, unscored = _tasks_with_outputs(tasks_path, solutions_path)
+    with DatasetWriter(out, overwrite) as tmp:
+        src = tmp / ".src"
+        src.mkdir()
+        (src / "x_adapt_challenges.json").write_text(json.dumps(challenges))
+        (src / "x_adapt_solutions.json").write_text(json.dumps(solutions))
+        raw = tmp / ".raw"
+        build_arc(raw, files=str(src / "x"), subsets=["adapt"], test_set="adapt", num_aug=num_aug, seed=seed,
+                  log=lambda *a: None)
+        names = json.loads((raw / "identifiers.json").read_text())
+        shift = base_rows - 1  # the new versions' ids follow the checkpoint's rows (id 0 stays the blank)
+        total = base_rows + len(names) - 1
+        for split in ("train", "test"):
+            shutil.move(str(raw / split), str(tmp / split))
+            ids = np.load(tmp / split / "all__puzzle_identifiers.npy")
+            np.save(tmp / split / "all__puzzle_identifiers.npy", np.where(ids > 0, ids + shift, 0).astype(np.int32))
+            meta = json.loads((tmp / split / "dataset.json").read_text())
+            meta["num_puzzle_identifiers"] = total
+            (tmp / split / "dataset.json").write_text(json.dumps(meta, indent=1))
+        (tmp / "identifiers.json").write_text(json.dumps(
+            ["<blank>"] + [f"<trained row {i}>" for i in range(1, base_rows)] + names[1:]))
+        truth = json.loads((raw / "test_puzzles.json").read_text())
+        for tid in unscored:
+            for pair in truth[tid]["test"]:
+                pair["output"] = None
+        (tmp / "test_puzzles.json").write_text(json.dumps(truth))
+        info = json.loads((raw / "task.json").read_text())
+        info["adaptation"] = {"tasks": str(tasks_path), "solutions": str(solutions_path) if solutions_path else None,
+                              "first_new_row": base_rows, "new_rows": len(names) - 1, "unscored": sorted(unscored)}
+        (tmp / "task.json").write_text(json.dumps(info, indent=1))
+        shutil.rmtree(raw)
+        shutil.rmtree(src)
+    log(f"wrote {out}: {len(challenges)} new task(s), {len(names) - 1} versions (rows {base_rows}..{total - 1}), "
+        f"{len(unscored)} without known outputs")
+    return info["adaptation"]
 
 
 # ---------------------------------------------------------------------- `recursa build arc`

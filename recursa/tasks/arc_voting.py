@@ -49,7 +49,9 @@ class ArcVoting:
         self.names = storage.read_json(root / "identifiers.json", expect=list)
         truth = storage.read_json(root / "test_puzzles.json", expect=dict)
         try:
-            self.truth = {tid: [np.array(p["output"], dtype=np.uint8) for p in t["test"]] for tid, t in truth.items()}
+            # an output of null: unknown (tasks adapted to without solutions): answered, not scored
+            self.truth = {tid: [None if p["output"] is None else np.array(p["output"], dtype=np.uint8)
+                                for p in t["test"]] for tid, t in truth.items()}
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise RecursaError(f"{root / 'test_puzzles.json'}: expected {{task id: {{\"test\": [{{\"output\": grid}}]}}}} "
                                f"({type(e).__name__}: {e})") from None
@@ -96,19 +98,20 @@ class ArcVoting:
 
     def result(self) -> dict:
         """pass@K under both rules over the tasks that received predictions, and the submission."""
-        tasks = sorted({task for task, _ in self.votes})
-        if not tasks:
+        answered = sorted({task for task, _ in self.votes})
+        if not answered:
             return {"tasks": 0}
+        tasks = [t for t in answered if all(o is not None for o in self.truth[t])]
         fraction = {k: [] for k in PASS_K}
         all_tests = {k: [] for k in PASS_K}
         submission = {}
-        for task in tasks:
+        for task in answered:
             outs = self.truth[task]
             per_k = {k: 0 for k in PASS_K}
             attempts = []
             for p, true in enumerate(outs):
                 ranked = self.ranked(task, p)
-                hits = [r.shape == true.shape and np.array_equal(r, true) for r in ranked]
+                hits = [true is not None and r.shape == true.shape and np.array_equal(r, true) for r in ranked]
                 first = hits.index(True) if True in hits else None
                 for k in PASS_K:
                     per_k[k] += first is not None and first < k
@@ -116,20 +119,24 @@ class ArcVoting:
                 top = top or [np.zeros((1, 1), np.uint8)]
                 top = top + [top[0]] * (2 - len(top))
                 attempts.append({"attempt_1": top[0].tolist(), "attempt_2": top[1].tolist()})
-            for k in PASS_K:
-                fraction[k].append(per_k[k] / len(outs))
-                all_tests[k].append(float(per_k[k] == len(outs)))
+            if task in tasks:
+                for k in PASS_K:
+                    fraction[k].append(per_k[k] / len(outs))
+                    all_tests[k].append(float(per_k[k] == len(outs)))
             submission[task] = attempts
-        res = {f"pass@{k}": float(np.mean(v)) for k, v in fraction.items()}
-        res.update({f"all_tests_pass@{k}": float(np.mean(v)) for k, v in all_tests.items()})
+        res = {f"pass@{k}": float(np.mean(v)) if v else None for k, v in fraction.items()}
+        res.update({f"all_tests_pass@{k}": float(np.mean(v)) if v else None for k, v in all_tests.items()})
         res["tasks"] = len(tasks)
         res["test_inputs"] = sum(len(self.truth[t]) for t in tasks)
+        if len(answered) > len(tasks):
+            res["unscored_tasks"] = len(answered) - len(tasks)  # outputs unknown: in the submission only
         res["submission"] = submission
         return res
 
     def lines(self, res: dict) -> list[str]:
         if not res.get("tasks"):
-            return []
+            return [f"ARC: {res['unscored_tasks']} task(s) answered, none scored (outputs unknown)"] \
+                if res.get("unscored_tasks") else []
         ks = ("1", "2", "5", "10", "100", "1000")
         return [f"ARC ({res['tasks']} tasks, {res['test_inputs']} test inputs, voting over views"
                 + (f", pooled over {res['checkpoints']} checkpoints" if res.get("checkpoints", 1) > 1 else "") + ")",
@@ -138,4 +145,4 @@ class ArcVoting:
                 + "  ".join(f"@{k} {res['all_tests_pass@' + k]:.4f}" for k in ks)]
 
     def scalars(self, res: dict) -> dict[str, float]:
-        return {f"ARC/{k}": v for k, v in res.items() if isinstance(v, (int, float))}
+        return {f"ARC/{k}": v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -98,6 +98,14 @@ class TaskBase:
     def scorer(self, data_dir, split):
         return None
 
+    def build_adaptation(self, out, tasks_path, solutions_path, base_rows, **kw) -> dict:
+        """``recursa adapt``: write the data of new tasks, their puzzle identifiers numbered from
+        ``base_rows`` on; returns what was built. Families answered through puzzle embeddings
+        (ARC) implement it."""
+        from ..errors import RecursaError
+        raise RecursaError(f"{self.describe()}: nothing to adapt (its puzzles are not answered through per-task "
+                           "puzzle embeddings)")
+
 
 def read_benchmark_csv(path) -> tuple[list[str], list[str], list[str] | None, list[int]]:
     """The CSV layout of the HRM benchmarks (``source,question,answer,rating``: Sudoku-Extreme,

@@ -1,0 +1,161 @@
+"""``recursa sweep``: train a small grid of runs that differ only in the settings you vary (recursion
+depth n = ``model.L_cycles``, T = ``model.H_cycles``, N_sup = ``model.halt_max_steps``, width,
+layers, a method option...), evaluate each on the same held-out puzzles, and draw accuracy against
+the varied setting, against parameter count and against compute: the "recursion scaling" figure,
+regenerated on a laptop.
+
+Every run gets the same recipe, data, seed(s) and training budget (``train.steps`` or
+``train.max_time_s``, so depth can be compared at equal training time). A sweep is resumable: a
+finished run is not trained again, an interrupted one continues from its checkpoint, and
+``sweep.json`` (one row per run) is rewritten atomically after each run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+
+from . import config as config_mod
+from . import storage
+from .errors import RecursaError
+
+
+def parse_vary(items: list[str]) -> list[tuple[str, list[str]]]:
+    """``["model.L_cycles=1,2,4"]`` -> [("model.L_cycles", ["1", "2", "4"])] (values parsed later as TOML)."""
+    out = []
+    for item in items:
+        key, eq, values = item.partition("=")
+        vals = [v.strip() for v in values.split(",") if v.strip()]
+        if not eq or "." not in key or not vals:
+            raise RecursaError(f"--vary {item!r}: expected SECTION.KEY=V1,V2,... (e.g. model.L_cycles=1,2,4)")
+        if any(k == key.strip() for k, _ in out):
+            raise RecursaError(f"--vary {key.strip()} is given twice")
+        out.append((key.strip(), vals))
+    if not out:
+        raise RecursaError("give at least one --vary SECTION.KEY=V1,V2,...")
+    return out
+
+
+RESERVED = {"run", "seed", "params", "train_steps", "train_s", "eval_steps", "calls_per_puzzle", "exact_accuracy",
+            "valid_rate", "token_accuracy", "exact_by_step", "n"}
+
+
+def _column(key: str) -> str:
+    """A varied setting's column in sweep.json: its key without the section, unless that is taken."""
+    short = key.split(".", 1)[1]
+    return key if short in RESERVED else short
+
+
+def run_name(point: dict[str, str]) -> str:
+    return ",".join(f"{k.split('.', 1)[1]}={v}" for k, v in point.items()).replace("/", "_")
+
+
+def _value(text: str):
+    """A --vary value as TOML (2 -> int, 0.5 -> float, true -> bool), else the text itself."""
+    try:
+        return config_mod.tomllib.loads(f"v = {text}")["v"]
+    except Exception:
+        return text
+
+
+def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path, *, overrides: list[str] = (),
+          seeds: list[int] = (0,), eval_steps: int = 0, eval_limit: int = 0, log=print) -> list[dict]:
+    from .data.format import load_split, read_task_info
+    from .evaluation.engine import Protocol, calls_per_step
+    from .evaluation.evaluate import evaluate
+    from .inference import load_checkpoint
+    from .tasks import load_task
+    from .training.checkpoint import atomic_write_text
+    from .training.trainer import Trainer
+
+    out = Path(out)
+    keys = [k for k, _ in vary]
+    grid = [dict(zip(keys, combo)) for combo in itertools.product(*[v for _, v in vary])]
+    # every point is checked before any training
+    configs = []
+    for point in grid:
+        for seed in seeds:
+            sets = list(overrides) + [f"{k}={v}" for k, v in point.items()] + [f"train.seed={seed}"]
+            name = run_name(point) + f",seed={seed}"
+            cfg = config_mod.load(recipe, sets + [f"train.out={out / name}"])
+            configs.append((point, seed, name, cfg))
+    if out.exists() and not out.is_dir():
+        raise RecursaError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "sweep.json"
+    rows: list[dict] = []
+    if results_path.is_file():
+        rows = [r for r in storage.read_json(results_path, expect=dict).get("runs", []) if isinstance(r, dict)]
+    done = {r["run"] for r in rows}
+    log(f"sweep: {len(configs)} runs ({' x '.join(f'{k} {len(v)}' for k, v in vary)} x {len(seeds)} seed(s)) -> {out}"
+        + (f"; {len(done)} already done" if done else ""))
+    for i, (point, seed, name, cfg) in enumerate(configs, 1):
+        if name in done:
+            continue
+        run = out / name
+        t0 = time.perf_counter()
+        log(f"[{i}/{len(configs)}] {name}")
+        trainer = Trainer(cfg, resume=(run / "latest").is_file(), progress=False, log=lambda *a: None)
+        trainer.fit()
+        train_s = time.perf_counter() - t0
+        from .device import pick_device
+        loaded = load_checkpoint(run, pick_device(cfg.train.device))
+        split = load_split(cfg.train.data, "test")
+        info = read_task_info(cfg.train.data)
+        task = load_task(info) if info else None
+        steps = eval_steps or loaded.model.halt_max_steps
+        res = evaluate(loaded.model, split, task, batch_size=cfg.eval.batch_size, limit=eval_limit,
+                       protocol=Protocol(max_steps=steps))
+        row = {"run": name, **{_column(k): _value(v) for k, v in point.items()}, "seed": seed,
+               "params": loaded.meta.get("params"), "train_steps": loaded.meta["step"], "train_s": round(train_s, 1),
+               "eval_steps": steps, "calls_per_puzzle": steps * calls_per_step(loaded.model),
+               "exact_accuracy": res["exact_accuracy"], "valid_rate": res["valid_rate"],
+               "token_accuracy": res["token_accuracy"], "exact_by_step": res["exact_by_step"], "n": res["n"]}
+        rows.append(row)
+        atomic_write_text(results_path, json.dumps({"recipe": str(recipe), "vary": dict(vary), "overrides": list(overrides),
+                                                    "seeds": list(seeds), "runs": rows}, indent=1) + "\n")
+        log(f"    exact {row['exact_accuracy']:.3f}  ({row['params']:,} parameters, {row['train_steps']} steps, "
+            f"{row['train_s']:.0f} s)")
+    plot(out / "sweep.png", rows, keys)
+    log(f"wrote {results_path} and {out / 'sweep.png'}")
+    return rows
+
+
+def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
+    """Exact accuracy against the first varied setting (one line per value of the others, mean over
+    seeds), against parameter count, and against network applications per puzzle."""
+    import os
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    short = [_column(k) for k in keys]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), dpi=110)
+    groups: dict[tuple, dict] = {}
+    for r in rows:
+        rest = tuple(r[k] for k in short[1:])
+        groups.setdefault(rest, {}).setdefault(r[short[0]], []).append(100 * r["exact_accuracy"])
+    for j, (rest, pts) in enumerate(sorted(groups.items(), key=lambda x: str(x[0]))):
+        xs = sorted(pts, key=lambda v: (isinstance(v, str), v))
+        label = ", ".join(f"{k}={v}" for k, v in zip(short[1:], rest)) or "exact"
+        axes[0].plot(range(len(xs)), [np.mean(pts[x]) for x in xs], "o-", color=f"C{j % 10}", label=label)
+        axes[0].set_xticks(range(len(xs)), [str(x) for x in xs])
+    for r in rows:
+        axes[1].scatter(r["params"], 100 * r["exact_accuracy"], color="C0")
+        axes[2].scatter(r["calls_per_puzzle"], 100 * r["exact_accuracy"], color="C1")
+    axes[0].set(xlabel=short[0], ylabel="held-out exact (%)", title=f"accuracy against {short[0]}", ylim=(0, 100))
+    axes[1].set(xlabel="parameters", ylabel="held-out exact (%)", title="accuracy against size", ylim=(0, 100))
+    axes[2].set(xlabel="network applications per puzzle", ylabel="held-out exact (%)",
+                title="accuracy against test-time compute", ylim=(0, 100))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
