@@ -152,6 +152,7 @@ def _train_both(cfgs: dict[str, config_mod.RunConfig], out: Path, parallel: bool
 
 
 def _plot(path: Path, trm_by_step: list[float], baseline: float, title: str) -> None:
+    from .display import save_figure
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -168,10 +169,7 @@ def _plot(path: Path, trm_by_step: list[float], baseline: float, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", steps: int | None = None,

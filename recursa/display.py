@@ -47,12 +47,31 @@ def show_refinement(task, inputs: np.ndarray, step_preds: list[np.ndarray], q_ha
     return "\n\n".join(out), valid
 
 
+def save_figure(fig, path) -> None:
+    """Write a matplotlib figure as PNG atomically (no half-written image on a crash or a full
+    disk) and close it."""
+    import io
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    from .storage import atomic_write_bytes
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png")
+    finally:
+        plt.close(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_curves(path, results: list[dict], trained_steps: int | None = None) -> None:
     """The recursion curves of one or more evaluations (``evaluate(..., curve=True)`` results, each
     with an optional "checkpoint" label) as one PNG, written atomically: exact accuracy and valid
     rate after every supervision step; when the model's halting head first says "done"; exact
     accuracy against network applications per puzzle."""
-    import os
     from pathlib import Path
 
     import matplotlib
@@ -91,8 +110,4 @@ def plot_curves(path, results: list[dict], trained_steps: int | None = None) -> 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

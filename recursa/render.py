@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .display import save_figure
 from .evaluation.engine import Protocol, think
 
 
@@ -253,8 +253,4 @@ def png(tr: Trace, path: Path, per_row: int = 8) -> None:
                     ax.add_patch(Rectangle((j + 0.05, i + 0.05), 0.9, 0.9, fill=False, edgecolor="#e6550d", lw=1.2))
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

@@ -126,12 +126,12 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
 def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
     """Exact accuracy against the first varied setting (one line per value of the others, mean over
     seeds), against parameter count, and against network applications per puzzle."""
-    import os
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
+    from .display import save_figure
 
     short = [_column(k) for k in keys]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), dpi=110)
@@ -155,7 +155,4 @@ def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

@@ -32,6 +32,16 @@ with open(out, "a") as f:
 PYEOF
 }
 
+emit_last_train_row() {  # emit_last_train_row METRICS LABEL: the run's last training-metrics row
+    "$PY" - "$1" "$2" "$OUT" <<'PYEOF'
+import json, sys
+rows = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
+last = [r for r in rows if "train/loss" in r][-1]
+with open(sys.argv[3], "a") as f:
+    f.write(json.dumps({"check": sys.argv[2], **last}) + "\n")
+PYEOF
+}
+
 if [ "$DEVICE" = cuda ]; then
     NGPU=$("$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"; print(torch.cuda.device_count())')
 else
@@ -68,13 +78,7 @@ for steps in 8 16; do
     "$RECURSA" eval "$WORK/one" --data "$WORK/sudoku9" --steps $steps --json "$WORK/eval.json"
     emit "sudoku9-${TRAIN_S}s-1proc-eval-$steps" "$WORK/eval.json"
 done
-"$PY" - "$WORK/one/metrics.jsonl" "$OUT" "${TRAIN_S}s-1proc" <<'PYEOF'
-import json, sys
-rows = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
-last = [r for r in rows if "train/loss" in r][-1]
-with open(sys.argv[2], "a") as f:
-    f.write(json.dumps({"check": f"sudoku9-{sys.argv[3]}-train", **last}) + "\n")
-PYEOF
+emit_last_train_row "$WORK/one/metrics.jsonl" "sudoku9-${TRAIN_S}s-1proc-train"
 
 if [ "$NGPU" -gt 1 ]; then
     rm -rf "$WORK/all"
@@ -83,12 +87,6 @@ if [ "$NGPU" -gt 1 ]; then
         --set "train.out=$WORK/all" --set "train.batch_size=$((64 * NGPU))"
     "$RECURSA" eval "$WORK/all" --data "$WORK/sudoku9" --steps 8 --json "$WORK/eval.json"
     emit "sudoku9-${TRAIN_S}s-${NGPU}proc-eval-8" "$WORK/eval.json"
-    "$PY" - "$WORK/all/metrics.jsonl" "$OUT" "${TRAIN_S}s-${NGPU}proc" <<'PYEOF'
-import json, sys
-rows = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
-last = [r for r in rows if "train/loss" in r][-1]
-with open(sys.argv[2], "a") as f:
-    f.write(json.dumps({"check": f"sudoku9-{sys.argv[3]}-train", **last}) + "\n")
-PYEOF
+    emit_last_train_row "$WORK/all/metrics.jsonl" "sudoku9-${TRAIN_S}s-${NGPU}proc-train"
 fi
 echo "wrote $OUT"
