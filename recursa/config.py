@@ -204,6 +204,19 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip_step"] = "stop"
     #: With on_nonfinite = "skip_step": consecutive skipped steps after which the run stops.
     max_nonfinite_skips: int = 20
+    #: Loss weight of supervision step s (1-based) of a puzzle: step_weights ** (s - 1). 1.0 = every
+    #: step alike (TRM/HRM); 0.7 = CGAR's hierarchical supervision weighting (arXiv 2511.08653).
+    step_weights: float = 1.0
+    #: Which supervision steps of a puzzle get the token loss: "all" (TRM/HRM) or "last": only the
+    #: step at which the row halts, the earlier ones a warm-up without loss (RSM, arXiv
+    #: 2603.15641); the halting losses stay on every step so the head still learns when to stop.
+    loss_steps: Literal["all", "last"] = "all"
+    #: Depth curriculum (CGAR, arXiv 2511.08653): [[progress, H_cycles, L_cycles], ...] from training
+    #: progress 0.0 on, e.g. [[0.0, 1, 2], [0.3, 2, 4], [0.6, 3, 6]] (CGAR's schedule); the
+    #: training step runs the depth of the last entry whose progress (step / steps; with a time
+    #: budget only, time used / max_time_s) has been reached. Evaluation and checkpoints use the
+    #: [model] depth. [] = off.
+    depth_curriculum: list[list[float]] = field(default_factory=list)
     #: Keep the best checkpoint by this evaluation metric (higher is better) in
     #: RUN/checkpoints/best, next to the latest: "exact_accuracy", "token_accuracy", "valid_rate"
     #: or a family's metric such as ARC "pass@2" / "all_tests_pass@2" (= "ARC/pass@2"). "" = off.
@@ -230,6 +243,20 @@ class TrainConfig:
             raise RecursaError(f"train.eval_interval={self.eval_interval} must be >= -1 (-1 = never, 0 = only at the end)")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise RecursaError(f"train.lr_min_ratio={self.lr_min_ratio} must be in [0, 1]")
+        if not 0.0 < self.step_weights <= 1.0:
+            raise RecursaError(f"train.step_weights={self.step_weights} must be in (0, 1] (CGAR: 0.7)")
+        cur = self.depth_curriculum
+        ok = isinstance(cur, list) and all(isinstance(e, list) and len(e) == 3 for e in cur)
+        if ok and cur:
+            prog = [e[0] for e in cur]
+            ok = (prog[0] == 0 and all(isinstance(p, (int, float)) and 0 <= p < 1 for p in prog)
+                  and all(b > a for a, b in zip(prog, prog[1:]))
+                  and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MODEL_LIMITS["H_cycles"]
+                          for e in cur for v in e[1:]))
+        if not ok:
+            raise RecursaError(f"train.depth_curriculum = {cur!r}: expected [[progress, H_cycles, L_cycles], ...] "
+                               "with progress starting at 0.0 and increasing below 1, cycles integers >= 1 "
+                               "(CGAR: [[0.0, 1, 2], [0.3, 2, 4], [0.6, 3, 6]])")
         if self.dist_timeout_s <= 0:
             raise RecursaError(f"train.dist_timeout_s={self.dist_timeout_s} must be > 0")
         for name in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "max_time_s"):
@@ -289,6 +316,13 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             raise RecursaError(f"{key}: {value!r} is not one of {', '.join(map(repr, choices))}")
         return value
     if origin is list:
+        (inner,) = typing.get_args(annotation)
+        if typing.get_origin(inner) is list:  # a list of number lists (the depth curriculum): checked by its class
+            if not isinstance(value, list) or not all(
+                    isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                and math.isfinite(x) for x in v) for v in value):
+                raise RecursaError(f"{key}: expected a list of lists of numbers, got {value!r}")
+            return [list(v) for v in value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise RecursaError(f"{key}: expected a list of strings, got {value!r}")
         return list(value)

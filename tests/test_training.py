@@ -109,3 +109,51 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(10, 1.0, 10, 100, 0.1) == 1.0
     assert abs(lr_at(100, 1.0, 10, 100, 0.1) - 0.1) < 1e-12
     assert lr_at(55, 1.0, 10, 100, 1.0) == 1.0  # lr_min_ratio 1: constant after warm-up
+
+
+def test_depth_curriculum_runs_the_scheduled_depth_and_evaluates_at_full_depth(tiny_data, tmp_path, monkeypatch):
+    """CGAR's curriculum: (H, L) = (1, 2) -> (2, 4) -> (3, 6) at 30% and 60% of training; the model
+    runs that depth in the training step (counted network calls) and the [model] depth otherwise."""
+    from recursa import config
+    from recursa.device import to_device
+    from recursa.training.trainer import Trainer, depth_at
+    cur = [[0.0, 1, 2], [0.3, 2, 4], [0.6, 3, 6]]
+    assert [depth_at(cur, s, 10) for s in range(10)] == [(1, 2)] * 3 + [(2, 4)] * 3 + [(3, 6)] * 4
+    cfg = config.replace(tiny_config(tiny_data, tmp_path / "run", steps=10, depth_curriculum=cur),
+                         model={"H_cycles": 3, "L_cycles": 6})
+    tr = Trainer(cfg, progress=False, log=lambda *a: None)
+    calls = []
+    level = tr.model.inner.L_level
+    orig = level.forward
+    monkeypatch.setattr(level, "forward", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    per_step = []
+    for _ in range(10):
+        n = len(calls)
+        tr.train_step(to_device(tr.sampler.next_batch(), tr.device))
+        per_step.append(len(calls) - n)
+    assert per_step == [1 * 3] * 3 + [2 * 5] * 3 + [3 * 7] * 4  # H x (L + 1) network calls
+    assert tr.model.inner.depth is None and (tr.model.inner.H_cycles, tr.model.inner.L_cycles) == (3, 6)
+    tr.close()
+    with pytest.raises(Exception, match="depth_curriculum"):
+        config.replace(cfg, train={"depth_curriculum": [[0.3, 1, 2]]})
+
+
+def test_step_weights_and_loss_on_the_last_step_only():
+    """CGAR's 0.7^(s-1) weights and RSM's loss on the final step: the loss is the weighted sum of
+    the rows' losses; halting losses keep every row."""
+    from recursa.training.losses import act_loss
+    g = torch.Generator().manual_seed(0)
+    B, L, V = 4, 6, 5
+    out = {"logits": torch.randn(B, L, V, generator=g), "q_halt_logits": torch.randn(B, generator=g),
+           "q_continue_logits": torch.randn(B, generator=g)}
+    labels = torch.randint(1, V, (B, L), generator=g)
+    halted = torch.tensor([True, False, True, False])
+    steps = torch.tensor([1, 2, 3, 4])
+    rows = [act_loss({k: v[i:i + 1] for k, v in out.items()}, labels[i:i + 1], halted[i:i + 1], steps[i:i + 1])[1]
+            for i in range(B)]
+    w = 0.7 ** (steps - 1).float()
+    total, m = act_loss(out, labels, halted, steps, token_weights=w * halted.float(), halt_weights=w)
+    expect = sum(float(w[i]) * (float(halted[i]) * rows[i]["lm_loss"] + 0.5 * rows[i]["q_halt_loss"]) for i in range(B))
+    assert total.item() == pytest.approx(float(expect), rel=1e-6)
+    plain, _ = act_loss(out, labels, halted, steps)
+    assert plain.item() == pytest.approx(sum(float(r["lm_loss"] + 0.5 * r["q_halt_loss"]) for r in rows), rel=1e-6)

@@ -50,6 +50,18 @@ class TokenModel(nn.Module):
         elif cfg.pos_encodings == "learned":
             self.embed_pos = Embedding(self.positions, D, 1.0 / self.embed_scale, generator)
 
+    #: (H_cycles, L_cycles) to run instead of the config's: a training depth curriculum
+    #: (``train.depth_curriculum``) sets it; None (evaluation, checkpoints) = the config's depth.
+    depth: tuple[int, int] | None = None
+
+    @property
+    def H_cycles(self) -> int:
+        return self.depth[0] if self.depth is not None else self.cfg.H_cycles
+
+    @property
+    def L_cycles(self) -> int:
+        return self.depth[1] if self.depth is not None else self.cfg.L_cycles
+
     def make_blocks(self, n: int, generator: torch.Generator | None) -> list[Block]:
         c = self.cfg
         return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,

@@ -29,15 +29,14 @@ class HRM(TwoStateModel):
         self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
 
     def forward(self, state, batch):
-        c = self.cfg
         rope = self.rotary_emb
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = state
         with torch.no_grad():
-            for i in range(c.H_cycles):
-                last_cycle = i == c.H_cycles - 1
-                for j in range(c.L_cycles):
-                    if not (last_cycle and j == c.L_cycles - 1):
+            for i in range(self.H_cycles):
+                last_cycle = i == self.H_cycles - 1
+                for j in range(self.L_cycles):
+                    if not (last_cycle and j == self.L_cycles - 1):
                         z_L = self.L_level(z_L, z_H + x, rope)
                 if not last_cycle:
                     z_H = self.H_level(z_H, z_L, rope)

@@ -32,17 +32,16 @@ class TRM(TwoStateModel):
         self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
 
     def forward(self, state, batch):
-        c = self.cfg
         rope = self.rotary_emb
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = state
         with torch.no_grad():
-            for _ in range(c.H_cycles - 1):
-                for _ in range(c.L_cycles):
+            for _ in range(self.H_cycles - 1):
+                for _ in range(self.L_cycles):
                     z_L = self.L_level(z_L, z_H + x, rope)
                 z_H = self.L_level(z_H, z_L, rope)
         # The last cycle carries the gradient.
-        for _ in range(c.L_cycles):
+        for _ in range(self.L_cycles):
             z_L = self.L_level(z_L, z_H + x, rope)
         z_H = self.L_level(z_H, z_L, rope)
         logits, q_halt, q_continue = self.heads(z_H)
@@ -65,7 +64,7 @@ class MultiLatentTRM(InitStateModel):
 
     def cycle(self, z_H: torch.Tensor, z_L: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         rope = self.rotary_emb
-        for i in range(self.cfg.L_cycles):
+        for i in range(self.L_cycles):
             z_L[i] = self.L_level(_total(z_L), z_H + x, rope)
         return self.L_level(z_H, _total(z_L), rope)
 
@@ -73,7 +72,7 @@ class MultiLatentTRM(InitStateModel):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = state[0], list(state[1:])
         with torch.no_grad():
-            for _ in range(self.cfg.H_cycles - 1):
+            for _ in range(self.H_cycles - 1):
                 z_H = self.cycle(z_H, z_L, x)
         z_H = self.cycle(z_H, z_L, x)
         logits, q_halt, q_continue = self.heads(z_H)
@@ -99,7 +98,7 @@ class SingleLatentTRM(OneStateModel):
 
     def cycle(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         rope = self.rotary_emb
-        for _ in range(self.cfg.L_cycles):
+        for _ in range(self.L_cycles):
             z = self.L_level(z, x, rope)
         return self.L_level(z, None, rope)
 
@@ -107,7 +106,7 @@ class SingleLatentTRM(OneStateModel):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         (z,) = state
         with torch.no_grad():
-            for _ in range(self.cfg.H_cycles - 1):
+            for _ in range(self.H_cycles - 1):
                 z = self.cycle(z, x)
         z = self.cycle(z, x)
         logits, q_halt, q_continue = self.heads(z)

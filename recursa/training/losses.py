@@ -44,8 +44,10 @@ LOSSES = {"stablemax": stablemax_cross_entropy, "softmax": softmax_cross_entropy
 
 
 def act_loss(outputs: dict[str, torch.Tensor], labels: torch.Tensor, halted: torch.Tensor,
-             steps: torch.Tensor, loss_type: str = "stablemax") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Total loss and summed metric tensors (on device; no host sync).
+             steps: torch.Tensor, loss_type: str = "stablemax", token_weights: torch.Tensor | None = None,
+             halt_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and summed metric tensors (on device; no host sync). ``token_weights`` /
+    ``halt_weights`` (B,) weigh each row's token loss / halting losses (None: 1 for every row).
 
     Metrics count only rows that halted at this step (their puzzle is finished), as in the
     official code: ``count``, ``accuracy`` (sum of per-row token accuracy), ``exact_accuracy``,
@@ -66,14 +68,23 @@ def act_loss(outputs: dict[str, torch.Tensor], labels: torch.Tensor, halted: tor
             "q_halt_accuracy": (valid & ((q_halt >= 0) == seq_correct)).sum(),
             "steps": torch.where(valid, steps, 0).sum(),
         }
-    lm_loss = (LOSSES[loss_type](logits, labels, mask) / divisor).sum()
-    q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="sum")
+    if token_weights is None:
+        lm_loss = (LOSSES[loss_type](logits, labels, mask) / divisor).sum()
+    else:
+        lm_loss = ((LOSSES[loss_type](logits, labels, mask) / divisor).sum(-1) * token_weights).sum()
+    if halt_weights is None:
+        q_halt_loss = F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="sum")
+    else:
+        q_halt_loss = (F.binary_cross_entropy_with_logits(q_halt, seq_correct.to(q_halt.dtype), reduction="none")
+                       * halt_weights).sum()
     metrics["lm_loss"] = lm_loss.detach()
     metrics["q_halt_loss"] = q_halt_loss.detach()
     total = lm_loss + 0.5 * q_halt_loss
     if "target_q_continue" in outputs:  # Q-learning halting (HRM)
         q_continue_loss = F.binary_cross_entropy_with_logits(outputs["q_continue_logits"], outputs["target_q_continue"],
-                                                             reduction="sum")
+                                                             reduction="none" if halt_weights is not None else "sum")
+        if halt_weights is not None:
+            q_continue_loss = (q_continue_loss * halt_weights).sum()
         metrics["q_continue_loss"] = q_continue_loss.detach()
         total = total + 0.5 * q_continue_loss
     return total, metrics

@@ -54,6 +54,17 @@ _CKPT_TEMP = re.compile(r"^\.(step_\d+|best)\.(tmp|old)")
 CORE_METRICS = ("exact_accuracy", "token_accuracy", "valid_rate")
 
 
+def depth_at(curriculum: list[list[float]], step: int, total_steps: int) -> tuple[int, int]:
+    """(H_cycles, L_cycles) of training step ``step`` (0-based, before it runs) under a
+    ``train.depth_curriculum``: the last entry whose progress fraction step / total has reached."""
+    progress = step / max(total_steps, 1)
+    entry = curriculum[0]
+    for e in curriculum:
+        if progress >= e[0]:
+            entry = e
+    return int(entry[1]), int(entry[2])
+
+
 def _silent(*a, **k) -> None:
     """The log of ranks other than 0 in a distributed run."""
 
@@ -105,6 +116,9 @@ class Trainer:
         self.model: ACT = build_model(cfg.model, self.spec, seed=t.seed).to(self.device)
         self.model.train()
         self.model.draw_shard = (self.dist.rank, self.dist.world)
+        if t.depth_curriculum and cfg.model.latents > 1 and max(e[2] for e in t.depth_curriculum) > cfg.model.latents:
+            raise RecursaError(f"train.depth_curriculum: L_cycles up to {max(e[2] for e in t.depth_curriculum)} "
+                               f"> model.latents = {cfg.model.latents}")
         # What runs the training step: the model, wrapped for data parallelism (gradients averaged
         # by bucketed all-reduce during backward; the buffers, equal on every rank, are not
         # broadcast) and/or compiled. Evaluation and checkpoints use the plain ``self.model``.
@@ -405,9 +419,22 @@ class Trainer:
         t = self.cfg.train
         if self.carry is None:
             self.carry = self.model.initial_carry(batch)
+        if t.depth_curriculum:  # CGAR: shallower recursion early in training
+            if self.total_steps >= 10**12:  # a time budget only: progress is the time used (not reproducible)
+                self.model.inner.depth = depth_at(t.depth_curriculum, int(1000 * self.elapsed / t.max_time_s), 1000)
+            else:
+                self.model.inner.depth = depth_at(t.depth_curriculum, self.step, self.total_steps)
         self.carry, out = self.net(self.carry, batch, generator=self.gen)
+        self.model.inner.depth = None
         c = self.carry
-        loss, metrics = act_loss(out, c.data["labels"], c.halted, c.steps, t.loss)
+        token_w = halt_w = None
+        if t.step_weights != 1.0:  # CGAR: step s of a puzzle weighs step_weights ** (s - 1)
+            halt_w = torch.pow(t.step_weights, (c.steps - 1).to(torch.float32))
+            token_w = halt_w
+        if t.loss_steps == "last":  # RSM: the token loss only where the row's puzzle ends
+            token_w = c.halted.to(torch.float32) * (token_w if token_w is not None else 1.0)
+        loss, metrics = act_loss(out, c.data["labels"], c.halted, c.steps, t.loss, token_weights=token_w,
+                                 halt_weights=halt_w)
         self.step += 1
         finite = torch.isfinite(loss)
         if t.on_nonfinite == "skip_step":
