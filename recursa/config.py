@@ -35,7 +35,8 @@ CONFIG_VERSION = 1
 #: (hidden_size = 2**40) is an error naming the key instead of an allocator crash.
 MODEL_LIMITS = {"hidden_size": 65536, "L_layers": 1024, "H_layers": 1024, "baseline_layers": 1024,
                 "H_cycles": 10000, "L_cycles": 10000, "halt_max_steps": 100000, "puzzle_emb_len": 65536,
-                "puzzle_emb_ndim": 65536, "ffn_multiple": 65536, "latents": 64}
+                "puzzle_emb_ndim": 65536, "ffn_multiple": 65536, "latents": 64, "conv_swiglu": 64,
+                "grad_cycles": 10000}
 MAX_EXPANSION = 64.0
 MAX_BATCH_SIZE = 1 << 20
 MAX_THREADS = 4096
@@ -84,6 +85,17 @@ class ModelConfig:
     latents: int = 1
     #: Replace attention by a SwiGLU over the token axis (TRM-MLP).
     mlp_t: bool = False
+    #: URM's ConvSwiGLU (arXiv 2512.14693): a depthwise convolution of this kernel size over the
+    #: token axis inside every channel SwiGLU, after the expansion (URM: 2); 0 = off (TRM/HRM).
+    conv_swiglu: int = 0
+    #: How many of the last recursion cycles (T) carry gradient: TRM's 1 (full back-propagation
+    #: through the last cycle, the earlier ones without gradient); more = deeper back-propagation,
+    #: the knob URM's and RSM's truncation studies turn. TRM family only; at most H_cycles.
+    grad_cycles: int = 1
+    #: Stochastic depth over the cycles (RSM, arXiv 2603.15641): with this probability a training
+    #: step runs T' cycles drawn uniformly from 1..H_cycles instead of H_cycles (a function of the
+    #: seed and the step: reproducible and resumable); evaluation always runs H_cycles. 0 = off.
+    stochastic_depth: float = 0.0
     #: Position encoding: rotary, learned table, or none.
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
     #: Width of the per-puzzle embedding; -1 means hidden_size, 0 disables it.
@@ -120,7 +132,15 @@ class ModelConfig:
             raise RecursaError("model.puzzle_emb_ndim must be >= -1; model.puzzle_emb_len and model.baseline_layers >= 0")
         if self.single_latent and self.arch != "trm":
             raise RecursaError(f"model.single_latent is a TRM ablation; it does not apply to arch={self.arch!r}")
-        _positive(self, "latents")
+        _positive(self, "latents", "grad_cycles")
+        if not 0.0 <= self.stochastic_depth <= 1.0:
+            raise RecursaError(f"model.stochastic_depth={self.stochastic_depth} must be in [0, 1]")
+        if self.stochastic_depth and self.arch == "baseline":
+            raise RecursaError("model.stochastic_depth: the baseline has no cycles")
+        if self.conv_swiglu < 0:
+            raise RecursaError(f"model.conv_swiglu={self.conv_swiglu} must be >= 0 (a kernel size; 0 = off)")
+        if self.grad_cycles > 1 and (self.arch != "trm" or self.grad_cycles > self.H_cycles):
+            raise RecursaError(f"model.grad_cycles = {self.grad_cycles}: TRM only, and at most H_cycles = {self.H_cycles}")
         if self.latents > 1:
             if self.arch != "trm" or self.single_latent:
                 raise RecursaError(f"model.latents = {self.latents} is a TRM ablation (official trm_hier6); it does not "

@@ -313,3 +313,42 @@ def test_multi_latent_ablation_update_rule_and_gradient():
         ModelConfig(arch="hrm", latents=6, L_cycles=2)
     with pytest.raises(Exception, match="single_latent"):
         ModelConfig(latents=6, single_latent=True)
+
+
+def test_conv_swiglu_receptive_field_is_the_kernel_over_earlier_tokens():
+    """URM's ConvSwiGLU (kernel 2): changing token t's input changes the SwiGLU output at tokens t
+    and t+1 only; without the convolution, at token t only."""
+    from recursa.models.layers import SwiGLU
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 10, 16, generator=g)
+    x2 = x.clone()
+    x2[:, 4] += 1.0
+    for kernel, expect in ((0, [4]), (2, [4, 5]), (3, [4, 5, 6])):
+        f = SwiGLU(16, 4.0, torch.Generator().manual_seed(1), multiple=8, conv_kernel=kernel)
+        with torch.no_grad():
+            diff = (f(x2) - f(x)).abs().amax(dim=(0, 2))
+        assert torch.nonzero(diff > 1e-7).flatten().tolist() == expect, kernel
+    m = _small(conv_swiglu=2)
+    names = dict(m.named_parameters())
+    assert names["inner.L_level.layers.0.mlp.dwconv.weight"].shape[1:] == (1, 2)  # depthwise, kernel 2
+    a = _small(conv_swiglu=2).state_dict()
+    assert all(torch.equal(v, a[k]) for k, v in m.state_dict().items())  # seeded: the same weights again
+
+
+@pytest.mark.parametrize("kw", [{}, {"latents": 2}, {"single_latent": True}])
+def test_grad_cycles_sets_how_many_last_cycles_carry_gradient(kw):
+    model = _small(H_cycles=3, L_cycles=2, grad_cycles=2, **kw).train()
+    inner = model.inner
+    g = torch.Generator().manual_seed(0)
+    batch = {"inputs": torch.randint(0, 6, (2, 16), generator=g), "labels": torch.randint(1, 6, (2, 16), generator=g),
+             "puzzle_identifiers": torch.tensor([0, 2])}
+    calls = []
+    f = inner.L_level.forward
+    inner.L_level.forward = lambda h, inj, rope: calls.append(torch.is_grad_enabled()) or f(h, inj, rope)
+    inner(inner.initial_state(2, torch.device("cpu")), batch)
+    inner.L_level.forward = f
+    assert calls == [False] * 3 + [True] * 6  # 3 cycles x (2 + 1) calls: the last 2 cycles with gradient
+    with pytest.raises(Exception, match="grad_cycles"):
+        ModelConfig(H_cycles=2, grad_cycles=3)
+    with pytest.raises(Exception, match="grad_cycles"):
+        ModelConfig(arch="hrm", grad_cycles=2)

@@ -25,10 +25,11 @@ def _mean_loss(run, first: bool):
                                    {"arch": "hrm", "H_layers": 1, "q_continue": True},
                                    {"mlp_t": False, "pos_encodings": "learned", "puzzle_emb_len": 0},
                                    {"mlp_t": False, "pos_encodings": "rope", "forward_dtype": "bfloat16"},
-                                   {"single_latent": True}, {"latents": 3, "L_cycles": 3}, {"q_continue": True}],
+                                   {"single_latent": True}, {"latents": 3, "L_cycles": 3}, {"q_continue": True},
+                                   {"conv_swiglu": 2}, {"grad_cycles": 2}],
                          ids=["trm-mlp", "baseline-one-pass", "baseline-carried", "hrm-q-learning",
                               "trm-att-learned-pos", "trm-att-rope-bf16", "trm-single-latent", "trm-multi-latent",
-                              "trm-continue-loss"])
+                              "trm-continue-loss", "trm-conv-swiglu", "trm-grad-2-cycles"])
 def test_thirty_cpu_steps_lower_the_loss(tiny_data, tmp_path, model):
     from recursa import config
     cfg = config.replace(tiny_config(tiny_data, tmp_path / "run", steps=30, log_interval=10), model=model)
@@ -157,3 +158,28 @@ def test_step_weights_and_loss_on_the_last_step_only():
     assert total.item() == pytest.approx(float(expect), rel=1e-6)
     plain, _ = act_loss(out, labels, halted, steps)
     assert plain.item() == pytest.approx(sum(float(r["lm_loss"] + 0.5 * r["q_halt_loss"]) for r in rows), rel=1e-6)
+
+
+def test_stochastic_depth_draws_the_cycles_per_step_reproducibly(tiny_data, tmp_path, monkeypatch):
+    """RSM's stochastic depth: with probability p a training step runs T' ~ U{1..H} cycles; the draw is
+    a function of (seed, step); evaluation runs H."""
+    from recursa import config
+    from recursa.device import to_device
+    from recursa.training.trainer import Trainer, stochastic_cycles
+    draws = [stochastic_cycles(0.5, 4, 3, s) for s in range(400)]
+    assert draws == [stochastic_cycles(0.5, 4, 3, s) for s in range(400)]
+    assert set(draws) == {1, 2, 3, 4} and 0.55 < draws.count(4) / 400 < 0.7  # 0.5 + 0.5 / 4 = 0.625
+    assert all(stochastic_cycles(0.0, 4, 3, s) == 4 for s in range(50))
+    cfg = config.replace(tiny_config(tiny_data, tmp_path / "run", steps=8), model={"H_cycles": 3,
+                                                                                  "stochastic_depth": 1.0})
+    tr = Trainer(cfg, progress=False, log=lambda *a: None)
+    calls = []
+    level = tr.model.inner.L_level
+    orig = level.forward
+    monkeypatch.setattr(level, "forward", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    for s in range(8):
+        n = len(calls)
+        tr.train_step(to_device(tr.sampler.next_batch(), tr.device))
+        assert len(calls) - n == stochastic_cycles(1.0, 3, cfg.train.seed, s) * 3  # T' x (L + 1)
+    assert tr.model.inner.depth is None
+    tr.close()

@@ -65,7 +65,7 @@ class TokenModel(nn.Module):
     def make_blocks(self, n: int, generator: torch.Generator | None) -> list[Block]:
         c = self.cfg
         return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,
-                      c.ffn_multiple)
+                      c.ffn_multiple, c.conv_swiglu)
                 for _ in range(n)]
 
     def embed(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:

@@ -131,16 +131,34 @@ class Attention(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """SwiGLU over the last axis of width ``n`` (gate first in ``gate_up_proj``)."""
+    """SwiGLU over the last axis of width ``n`` (gate first in ``gate_up_proj``).
 
-    def __init__(self, n: int, expansion: float, generator: torch.Generator | None = None, multiple: int = 256):
+    ``conv_kernel`` > 0 makes it URM's ConvSwiGLU (arXiv 2512.14693): after silu(gate) * up, a
+    depthwise convolution over the token axis (kernel k, padded by k-1 on the left, so token t
+    sees tokens t-k+1..t), then SiLU, then ``down_proj``."""
+
+    def __init__(self, n: int, expansion: float, generator: torch.Generator | None = None, multiple: int = 256,
+                 conv_kernel: int = 0):
         super().__init__()
         inter = swiglu_width(n, expansion, multiple)
         self.gate_up_proj = Linear(n, 2 * inter, generator=generator)
         self.down_proj = Linear(inter, n, generator=generator)
+        self.conv_kernel = conv_kernel
+        if conv_kernel:
+            bound = 1.0 / math.sqrt(conv_kernel)  # PyTorch's Conv1d default, drawn from our generator
+            self.dwconv = nn.Conv1d(inter, inter, conv_kernel, groups=inter, padding=conv_kernel - 1)
+            with torch.no_grad():
+                self.dwconv.weight.copy_((torch.rand(self.dwconv.weight.shape, generator=generator) * 2 - 1) * bound)
+                self.dwconv.bias.copy_((torch.rand(inter, generator=generator) * 2 - 1) * bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(fused.swiglu(self.gate_up_proj(x)))
+        h = fused.swiglu(self.gate_up_proj(x))
+        if self.conv_kernel:
+            L = h.shape[-2]
+            c = F.conv1d(h.transpose(-1, -2), self.dwconv.weight.to(h.dtype), self.dwconv.bias.to(h.dtype),
+                         padding=self.conv_kernel - 1, groups=h.shape[-1])
+            h = F.silu(c[..., :L]).transpose(-1, -2)
+        return self.down_proj(h)
 
 
 class Block(nn.Module):
@@ -150,14 +168,15 @@ class Block(nn.Module):
     """
 
     def __init__(self, hidden: int, num_heads: int, expansion: float, seq_positions: int,
-                 mlp_t: bool, eps: float, generator: torch.Generator | None = None, ffn_multiple: int = 256):
+                 mlp_t: bool, eps: float, generator: torch.Generator | None = None, ffn_multiple: int = 256,
+                 conv_kernel: int = 0):
         super().__init__()
         self.eps = eps
         if mlp_t:
             self.mlp_t = SwiGLU(seq_positions, expansion, generator, ffn_multiple)
         else:
             self.self_attn = Attention(hidden, num_heads, generator)
-        self.mlp = SwiGLU(hidden, expansion, generator, ffn_multiple)
+        self.mlp = SwiGLU(hidden, expansion, generator, ffn_multiple, conv_kernel)
 
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
         if hasattr(self, "mlp_t"):

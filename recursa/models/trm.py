@@ -35,15 +35,17 @@ class TRM(TwoStateModel):
         rope = self.rotary_emb
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = state
+        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
         with torch.no_grad():
-            for _ in range(self.H_cycles - 1):
+            for _ in range(H - grad):
                 for _ in range(self.L_cycles):
                     z_L = self.L_level(z_L, z_H + x, rope)
                 z_H = self.L_level(z_H, z_L, rope)
-        # The last cycle carries the gradient.
-        for _ in range(self.L_cycles):
-            z_L = self.L_level(z_L, z_H + x, rope)
-        z_H = self.L_level(z_H, z_L, rope)
+        # The last cycle (grad_cycles of them) carries the gradient.
+        for _ in range(grad):
+            for _ in range(self.L_cycles):
+                z_L = self.L_level(z_L, z_H + x, rope)
+            z_H = self.L_level(z_H, z_L, rope)
         logits, q_halt, q_continue = self.heads(z_H)
         return (z_H.detach(), z_L.detach()), logits, q_halt, q_continue
 
@@ -71,10 +73,12 @@ class MultiLatentTRM(InitStateModel):
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = state[0], list(state[1:])
+        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
         with torch.no_grad():
-            for _ in range(self.H_cycles - 1):
+            for _ in range(H - grad):
                 z_H = self.cycle(z_H, z_L, x)
-        z_H = self.cycle(z_H, z_L, x)
+        for _ in range(grad):
+            z_H = self.cycle(z_H, z_L, x)
         logits, q_halt, q_continue = self.heads(z_H)
         return (z_H.detach(), *(z.detach() for z in z_L)), logits, q_halt, q_continue
 
@@ -105,10 +109,12 @@ class SingleLatentTRM(OneStateModel):
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         (z,) = state
+        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
         with torch.no_grad():
-            for _ in range(self.H_cycles - 1):
+            for _ in range(H - grad):
                 z = self.cycle(z, x)
-        z = self.cycle(z, x)
+        for _ in range(grad):
+            z = self.cycle(z, x)
         logits, q_halt, q_continue = self.heads(z)
         return (z.detach(),), logits, q_halt, q_continue
 

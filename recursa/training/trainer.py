@@ -22,6 +22,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import config as config_mod
@@ -63,6 +64,13 @@ def depth_at(curriculum: list[list[float]], step: int, total_steps: int) -> tupl
         if progress >= e[0]:
             entry = e
     return int(entry[1]), int(entry[2])
+
+
+def stochastic_cycles(p: float, H: int, seed: int, step: int) -> int:
+    """RSM's stochastic depth: the cycles training step ``step`` runs: with probability ``p`` a draw
+    from 1..H, else H; a function of (seed, step) alone, so every rank and a resumed run agree."""
+    rng = np.random.default_rng([seed, step, 71])
+    return int(rng.integers(1, H + 1)) if rng.random() < p else H
 
 
 def _silent(*a, **k) -> None:
@@ -424,6 +432,9 @@ class Trainer:
                 self.model.inner.depth = depth_at(t.depth_curriculum, int(1000 * self.elapsed / t.max_time_s), 1000)
             else:
                 self.model.inner.depth = depth_at(t.depth_curriculum, self.step, self.total_steps)
+        if self.cfg.model.stochastic_depth:  # RSM: some steps run fewer cycles
+            H, L = self.model.inner.depth or (self.cfg.model.H_cycles, self.cfg.model.L_cycles)
+            self.model.inner.depth = (stochastic_cycles(self.cfg.model.stochastic_depth, H, t.seed, self.step), L)
         self.carry, out = self.net(self.carry, batch, generator=self.gen)
         self.model.inner.depth = None
         c = self.carry
