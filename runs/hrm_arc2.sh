@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HRM, ARC-AGI-2 (paper: 5.0% pass@2): build, train, evaluate with the published recipe (configs/hrm_arc2.toml).
-# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# One GPU process as written; on K GPUs run the train line as `torchrun --standalone --nproc-per-node K
+# -m recursa train ...` (README: torchrun). Run from the repository
 # root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
 # configs/hrm_arc2-cpu.toml (see its header). With ConceptARC added (as TRM): runs/hrm_arc2concept.sh.
 set -euo pipefail

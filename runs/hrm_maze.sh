@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HRM, Maze-Hard 30x30 (paper: 74.5% exact; the official HRM build has no augmentation): build, train, evaluate with the published recipe (configs/hrm_maze.toml).
-# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# One GPU process as written; on K GPUs run the train line as `torchrun --standalone --nproc-per-node K
+# -m recursa train ...` (README: torchrun). Run from the repository
 # root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
 # configs/hrm_maze-cpu.toml (see its header).
 set -euo pipefail

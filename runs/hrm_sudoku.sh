@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # HRM, Sudoku-Extreme (paper: 55.0% exact): build, train, evaluate with the published recipe (configs/hrm_sudoku.toml).
-# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# One GPU process as written; on K GPUs run the train line as `torchrun --standalone --nproc-per-node K
+# -m recursa train ...` (README: torchrun). Run from the repository
 # root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
 # configs/hrm_sudoku-cpu.toml (see its header).
 set -euo pipefail

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TRM attention, ARC-AGI-2 (paper: 7.8% pass@2): build, train, evaluate with the published recipe (configs/trm_arc2.toml).
-# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# One GPU process as written; on K GPUs run the train line as `torchrun --standalone --nproc-per-node K
+# -m recursa train ...` (README: torchrun). Run from the repository
 # root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
 # configs/trm_arc2-cpu.toml (see its header).
 set -euo pipefail

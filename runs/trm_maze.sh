@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TRM attention, Maze-Hard 30x30 (paper: 85.3% exact; built with the paper's 8 dihedral views): build, train, evaluate with the published recipe (configs/trm_maze.toml).
-# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# One GPU process as written; on K GPUs run the train line as `torchrun --standalone --nproc-per-node K
+# -m recursa train ...` (README: torchrun). Run from the repository
 # root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
 # configs/trm_maze-cpu.toml (see its header).
 set -euo pipefail

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TRM attention, Sudoku-Extreme (paper: 74.7% exact): build, train, evaluate with the published recipe (configs/trm_sudoku_att.toml).
-# A single GPU process (multi-GPU launch comes with distributed training). Run from the repository
+# One GPU process as written; on K GPUs run the train line as `torchrun --standalone --nproc-per-node K
+# -m recursa train ...` (README: torchrun). Run from the repository
 # root with the virtual environment active (`. .venv/bin/activate`). Scaled-down CPU version:
 # configs/trm_sudoku_att-cpu.toml (see its header).
 set -euo pipefail

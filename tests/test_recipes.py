@@ -112,3 +112,18 @@ def test_build_help_explains_every_option(capsys, task, options):
     for opt in options:
         line = next(x for x in out.splitlines() if x.strip().startswith(opt))
         assert len(line.strip()) > len(opt) + 8 or opt in ("--out",), opt  # each option has its explanation
+
+
+def test_cgar_recipe_is_trm_mlp_plus_cgar_curriculum_and_step_weights():
+    """CGAR (arXiv 2511.08653, reference §7): TRM-MLP's published recipe plus the depth curriculum
+    (1, 2) -> (2, 4) -> (3, 6) at 30% and 60% of training and step weights 0.7^(s-1); nothing else."""
+    trm = config.to_dict(config.load(REPO / "configs" / "trm_sudoku_mlp.toml"))
+    cgar = config.to_dict(config.load(REPO / "configs" / "cgar_sudoku.toml"))
+    assert cgar["model"] == trm["model"] and cgar["eval"] == trm["eval"]
+    diff = {k for k in trm["train"] if trm["train"][k] != cgar["train"][k]}
+    assert diff == {"out", "step_weights", "depth_curriculum"}
+    assert cgar["train"]["step_weights"] == 0.7
+    assert cgar["train"]["depth_curriculum"] == [[0.0, 1, 2], [0.3, 2, 4], [0.6, 3, 6]]
+    assert cgar["train"]["depth_curriculum"][-1][1:] == [cgar["model"]["H_cycles"], cgar["model"]["L_cycles"]]
+    script = (REPO / "runs" / "cgar_sudoku.sh").read_text()
+    assert "recursa train configs/cgar_sudoku.toml" in script and f"--out {cgar['train']['data']}" in script
