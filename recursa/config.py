@@ -46,9 +46,11 @@ MAX_SEED = (1 << 63) - 1
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     #: "trm" (Tiny Recursive Model), "hrm" (Hierarchical Reasoning Model: separate H and L networks,
-    #: 1-step gradient) or "baseline" (the official transformer baseline: one block stack applied
-    #: once per supervision step, no cycles; with halt_max_steps = 1 a plain non-recursive model).
-    arch: Literal["trm", "hrm", "baseline"] = "trm"
+    #: 1-step gradient), "baseline" (the official transformer baseline: one block stack applied
+    #: once per supervision step, no cycles; with halt_max_steps = 1 a plain non-recursive model) or
+    #: "urm" (Universal Reasoning Model, arXiv 2512.14693: one state, L_layers shared blocks with
+    #: ConvSwiGLU (conv_swiglu = 2), [h <- blocks(h + x)] x L_cycles per cycle).
+    arch: Literal["trm", "hrm", "baseline", "urm"] = "trm"
     #: Width D of every token state.
     hidden_size: int = 512
     #: Attention heads (ignored by the MLP token mixer).
@@ -139,8 +141,12 @@ class ModelConfig:
             raise RecursaError("model.stochastic_depth: the baseline has no cycles")
         if self.conv_swiglu < 0:
             raise RecursaError(f"model.conv_swiglu={self.conv_swiglu} must be >= 0 (a kernel size; 0 = off)")
-        if self.grad_cycles > 1 and (self.arch != "trm" or self.grad_cycles > self.H_cycles):
-            raise RecursaError(f"model.grad_cycles = {self.grad_cycles}: TRM only, and at most H_cycles = {self.H_cycles}")
+        if self.grad_cycles > 1 and (self.arch not in ("trm", "urm") or self.grad_cycles > self.H_cycles):
+            raise RecursaError(f"model.grad_cycles = {self.grad_cycles}: TRM and URM only, and at most H_cycles = "
+                               f"{self.H_cycles}")
+        if self.arch == "urm" and (self.pos_encodings != "rope" or self.mlp_t):
+            raise RecursaError("model.arch = \"urm\": URM's blocks are attention + RoPE (pos_encodings = \"rope\", "
+                               "mlp_t = false)")
         if self.latents > 1:
             if self.arch != "trm" or self.single_latent:
                 raise RecursaError(f"model.latents = {self.latents} is a TRM ablation (official trm_hier6); it does not "
@@ -159,7 +165,7 @@ class ModelConfig:
         if self.emb_ndim == 0:
             return 0
         ceil = -(self.emb_ndim // -self.hidden_size)
-        return ceil if self.arch in ("hrm", "baseline") else (self.puzzle_emb_len or ceil)
+        return ceil if self.arch in ("hrm", "baseline", "urm") else (self.puzzle_emb_len or ceil)
 
 
 @dataclass(frozen=True, kw_only=True)

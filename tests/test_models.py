@@ -323,7 +323,7 @@ def test_conv_swiglu_receptive_field_is_the_kernel_over_earlier_tokens():
     x = torch.randn(2, 10, 16, generator=g)
     x2 = x.clone()
     x2[:, 4] += 1.0
-    for kernel, expect in ((0, [4]), (2, [4, 5]), (3, [4, 5, 6])):
+    for kernel, expect in ((0, [4]), (2, [4, 5]), (3, [3, 4, 5])):  # URM: padding k // 2, first L outputs
         f = SwiGLU(16, 4.0, torch.Generator().manual_seed(1), multiple=8, conv_kernel=kernel)
         with torch.no_grad():
             diff = (f(x2) - f(x)).abs().amax(dim=(0, 2))
@@ -352,3 +352,31 @@ def test_grad_cycles_sets_how_many_last_cycles_carry_gradient(kw):
         ModelConfig(H_cycles=2, grad_cycles=3)
     with pytest.raises(Exception, match="grad_cycles"):
         ModelConfig(arch="hrm", grad_cycles=2)
+
+
+def test_urm_reproduces_the_official_outputs():
+    """arch = "urm" (UbiquantAI/URM models/urm/urm.py): the official weights load 1:1 (layers.{i}.*,
+    init_hidden, the depthwise conv) and give the official logits, halting logits and hidden state,
+    3 ACT steps (tests/fixtures/official/urm.*, made by make_urm.py from the official code)."""
+    meta = json.loads(fixture_file("official/urm.json").read_text())
+    c = meta["config"]
+    cfg = ModelConfig(arch="urm", hidden_size=c["hidden_size"], num_heads=c["num_heads"], expansion=c["expansion"],
+                      L_layers=c["num_layers"], H_cycles=c["H_cycles"], L_cycles=c["L_cycles"],
+                      halt_max_steps=c["loops"], conv_swiglu=2, puzzle_emb_ndim=c["puzzle_emb_ndim"])
+    model = build_model(cfg, DataSpec(c["vocab_size"], c["seq_len"], c["num_puzzle_identifiers"]))
+    weights = load_file(str(fixture_file("official/urm.weights.safetensors")))
+    assert "inner.init_hidden" in weights and "inner.layers.1.mlp.dwconv.weight" in weights
+    model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
+    model.eval()
+    io = load_file(str(fixture_file("official/urm.io.safetensors")))
+    batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
+    with torch.inference_mode():
+        carry = model.initial_carry(batch)
+        for k in range(1, 4):
+            carry, out = model(carry, batch)
+            assert (out["logits"] - io[f"step{k}.logits"]).abs().max() <= 1e-5, k
+            assert (out["q_halt_logits"] - io[f"step{k}.q_halt_logits"]).abs().max() <= 1e-5, k
+            assert (carry.state[0] - io[f"step{k}.hidden"]).abs().max() <= 1e-5, k
+            assert torch.equal(carry.halted, io[f"step{k}.halted"])
+    with pytest.raises(Exception, match="urm"):
+        ModelConfig(arch="urm", mlp_t=True)

@@ -26,10 +26,11 @@ def _mean_loss(run, first: bool):
                                    {"mlp_t": False, "pos_encodings": "learned", "puzzle_emb_len": 0},
                                    {"mlp_t": False, "pos_encodings": "rope", "forward_dtype": "bfloat16"},
                                    {"single_latent": True}, {"latents": 3, "L_cycles": 3}, {"q_continue": True},
-                                   {"conv_swiglu": 2}, {"grad_cycles": 2}],
+                                   {"conv_swiglu": 2}, {"grad_cycles": 2},
+                                   {"arch": "urm", "mlp_t": False, "pos_encodings": "rope", "conv_swiglu": 2}],
                          ids=["trm-mlp", "baseline-one-pass", "baseline-carried", "hrm-q-learning",
                               "trm-att-learned-pos", "trm-att-rope-bf16", "trm-single-latent", "trm-multi-latent",
-                              "trm-continue-loss", "trm-conv-swiglu", "trm-grad-2-cycles"])
+                              "trm-continue-loss", "trm-conv-swiglu", "trm-grad-2-cycles", "urm"])
 def test_thirty_cpu_steps_lower_the_loss(tiny_data, tmp_path, model):
     from recursa import config
     cfg = config.replace(tiny_config(tiny_data, tmp_path / "run", steps=30, log_interval=10), model=model)

@@ -70,10 +70,12 @@ class Protocol:
 def calls_per_step(model: ACT) -> int:
     """Network applications per supervision step and row: TRM and its ablations H_cycles x
     (L_cycles + 1) calls of the shared network; HRM H_cycles x (L_cycles + 1) calls of its L and H
-    modules; the baseline one call of its stack."""
+    modules; URM H_cycles x L_cycles calls of its block stack; the baseline one call of its stack."""
     c = model.inner.cfg
     if c.arch == "baseline":
         return 1
+    if c.arch == "urm":
+        return c.H_cycles * c.L_cycles
     return c.H_cycles * (c.L_cycles + 1)
 
 

@@ -8,9 +8,9 @@ from ..config import ModelConfig
 from .act import ACT, Carry
 from .hrm import HRM
 from .base import DataSpec
-from .trm import TRM, Baseline, MultiLatentTRM, SingleLatentTRM
+from .trm import TRM, URM, Baseline, MultiLatentTRM, SingleLatentTRM
 
-MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline}
+MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline, "urm": URM}
 
 
 def build_model(cfg: ModelConfig, spec: DataSpec, seed: int = 0) -> ACT:
@@ -28,4 +28,4 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ACT", "Carry", "TRM", "SingleLatentTRM", "MultiLatentTRM", "HRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]
+__all__ = ["ACT", "Carry", "TRM", "SingleLatentTRM", "MultiLatentTRM", "URM", "HRM", "Baseline", "DataSpec", "MODELS", "build_model", "count_parameters"]

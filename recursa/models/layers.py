@@ -133,9 +133,10 @@ class Attention(nn.Module):
 class SwiGLU(nn.Module):
     """SwiGLU over the last axis of width ``n`` (gate first in ``gate_up_proj``).
 
-    ``conv_kernel`` > 0 makes it URM's ConvSwiGLU (arXiv 2512.14693): after silu(gate) * up, a
-    depthwise convolution over the token axis (kernel k, padded by k-1 on the left, so token t
-    sees tokens t-k+1..t), then SiLU, then ``down_proj``."""
+    ``conv_kernel`` > 0 makes it URM's ConvSwiGLU (arXiv 2512.14693; ``UbiquantAI/URM``
+    ``models/layers.py``): after silu(gate) * up, a depthwise convolution over the token axis
+    (kernel k, padding k // 2, the first L outputs kept: with URM's k = 2 token t sees t-1 and t),
+    then SiLU, then ``down_proj``."""
 
     def __init__(self, n: int, expansion: float, generator: torch.Generator | None = None, multiple: int = 256,
                  conv_kernel: int = 0):
@@ -146,7 +147,7 @@ class SwiGLU(nn.Module):
         self.conv_kernel = conv_kernel
         if conv_kernel:
             bound = 1.0 / math.sqrt(conv_kernel)  # PyTorch's Conv1d default, drawn from our generator
-            self.dwconv = nn.Conv1d(inter, inter, conv_kernel, groups=inter, padding=conv_kernel - 1)
+            self.dwconv = nn.Conv1d(inter, inter, conv_kernel, groups=inter, padding=conv_kernel // 2)
             with torch.no_grad():
                 self.dwconv.weight.copy_((torch.rand(self.dwconv.weight.shape, generator=generator) * 2 - 1) * bound)
                 self.dwconv.bias.copy_((torch.rand(inter, generator=generator) * 2 - 1) * bound)
@@ -154,10 +155,14 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = fused.swiglu(self.gate_up_proj(x))
         if self.conv_kernel:
+            # As official URM: the convolution (stored in bfloat16 there), its SiLU and down_proj run
+            # in bfloat16 whatever the forward dtype; the block's residual add is back in its dtype.
             L = h.shape[-2]
-            c = F.conv1d(h.transpose(-1, -2), self.dwconv.weight.to(h.dtype), self.dwconv.bias.to(h.dtype),
-                         padding=self.conv_kernel - 1, groups=h.shape[-1])
-            h = F.silu(c[..., :L]).transpose(-1, -2)
+            hb = h.transpose(-1, -2).to(torch.bfloat16)
+            c = F.conv1d(hb, self.dwconv.weight.to(torch.bfloat16), self.dwconv.bias.to(torch.bfloat16),
+                         padding=self.conv_kernel // 2, groups=h.shape[-1])
+            h = F.silu(c[..., :L]).transpose(-1, -2).contiguous()
+            return self.down_proj(h).to(x.dtype)  # the residual add promotes back, as official
         return self.down_proj(h)
 
 

@@ -140,3 +140,39 @@ class Baseline(OneStateModel):
         z = self.H_level(state[0], x, self.rotary_emb)
         logits, q_halt, q_continue = self.heads(z)
         return (z.detach(),), logits, q_halt, q_continue
+
+
+class URM(OneStateModel):
+    """The Universal Reasoning Model (arXiv 2512.14693, ``UbiquantAI/URM`` ``models/urm/urm.py``): one
+    hidden state h from the fixed ``init_hidden`` vector; ``L_layers`` shared post-norm blocks
+    (attention + RoPE, ConvSwiGLU with ``conv_swiglu`` = 2 in the paper) named ``layers.{i}`` as
+    official. Per supervision step: (H_cycles - 1) x L_cycles repeats of [h <- h + x; h <- blocks(h)]
+    without gradient, then L_cycles repeats with gradient (``grad_cycles`` > 1 extends it over whole
+    cycles); heads read h. The puzzle prefix is ceil(ndim / D) positions, as official."""
+
+    init_name = "init_hidden"
+
+    def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
+        super().__init__(cfg, spec, generator)
+        self.layers = torch.nn.ModuleList(self.make_blocks(cfg.L_layers, generator))
+        self.add_init_vector(generator)
+
+    def cycle(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        rope = self.rotary_emb
+        for _ in range(self.L_cycles):
+            h = h + x
+            for layer in self.layers:
+                h = layer(h, rope)
+        return h
+
+    def forward(self, state, batch):
+        x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
+        (h,) = state
+        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
+        with torch.no_grad():
+            for _ in range(H - grad):
+                h = self.cycle(h, x)
+        for _ in range(grad):
+            h = self.cycle(h, x)
+        logits, q_halt, q_continue = self.heads(h)
+        return (h.detach(),), logits, q_halt, q_continue
