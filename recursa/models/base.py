@@ -62,6 +62,18 @@ class TokenModel(nn.Module):
     def L_cycles(self) -> int:
         return self.depth[1] if self.depth is not None else self.cfg.L_cycles
 
+    def recur(self, cycle, state):
+        """Run ``cycle(state) -> state`` H_cycles times: all but the last ``grad_cycles`` without
+        gradient (TRM: only the last cycle is back-propagated)."""
+        H = self.H_cycles
+        grad = min(self.cfg.grad_cycles, H)
+        with torch.no_grad():
+            for _ in range(H - grad):
+                state = cycle(state)
+        for _ in range(grad):
+            state = cycle(state)
+        return state
+
     def make_blocks(self, n: int, generator: torch.Generator | None) -> list[Block]:
         c = self.cfg
         return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,

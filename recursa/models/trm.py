@@ -34,18 +34,15 @@ class TRM(TwoStateModel):
     def forward(self, state, batch):
         rope = self.rotary_emb
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
-        z_H, z_L = state
-        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
-        with torch.no_grad():
-            for _ in range(H - grad):
-                for _ in range(self.L_cycles):
-                    z_L = self.L_level(z_L, z_H + x, rope)
-                z_H = self.L_level(z_H, z_L, rope)
-        # The last cycle (grad_cycles of them) carries the gradient.
-        for _ in range(grad):
+
+        def cycle(s):
+            z_H, z_L = s
             for _ in range(self.L_cycles):
                 z_L = self.L_level(z_L, z_H + x, rope)
-            z_H = self.L_level(z_H, z_L, rope)
+            return self.L_level(z_H, z_L, rope), z_L
+
+        # The last cycle (grad_cycles of them) carries the gradient.
+        z_H, z_L = self.recur(cycle, state)
         logits, q_halt, q_continue = self.heads(z_H)
         return (z_H.detach(), z_L.detach()), logits, q_halt, q_continue
 
@@ -73,12 +70,7 @@ class MultiLatentTRM(InitStateModel):
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = state[0], list(state[1:])
-        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
-        with torch.no_grad():
-            for _ in range(H - grad):
-                z_H = self.cycle(z_H, z_L, x)
-        for _ in range(grad):
-            z_H = self.cycle(z_H, z_L, x)
+        z_H = self.recur(lambda h: self.cycle(h, z_L, x), z_H)
         logits, q_halt, q_continue = self.heads(z_H)
         return (z_H.detach(), *(z.detach() for z in z_L)), logits, q_halt, q_continue
 
@@ -108,13 +100,7 @@ class SingleLatentTRM(OneStateModel):
 
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
-        (z,) = state
-        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
-        with torch.no_grad():
-            for _ in range(H - grad):
-                z = self.cycle(z, x)
-        for _ in range(grad):
-            z = self.cycle(z, x)
+        z = self.recur(lambda z: self.cycle(z, x), state[0])
         logits, q_halt, q_continue = self.heads(z)
         return (z.detach(),), logits, q_halt, q_continue
 
@@ -167,12 +153,6 @@ class URM(OneStateModel):
 
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
-        (h,) = state
-        H, grad = self.H_cycles, min(self.cfg.grad_cycles, self.H_cycles)
-        with torch.no_grad():
-            for _ in range(H - grad):
-                h = self.cycle(h, x)
-        for _ in range(grad):
-            h = self.cycle(h, x)
+        h = self.recur(lambda h: self.cycle(h, x), state[0])
         logits, q_halt, q_continue = self.heads(h)
         return (h.detach(),), logits, q_halt, q_continue
