@@ -90,13 +90,27 @@ class ModelConfig:
     #: URM's ConvSwiGLU (arXiv 2512.14693): a depthwise convolution of this kernel size over the
     #: token axis inside every channel SwiGLU, after the expansion (URM: 2); 0 = off (TRM/HRM).
     conv_swiglu: int = 0
+    #: With conv_swiglu: convolve over the puzzle's 2-D grid (each cell sees its k x k neighbourhood,
+    #: k odd) instead of the flattened token sequence. Why: flattened row by row, a cell's vertical
+    #: neighbours are a whole row away, so URM's 1-D kernel (k = 2) mixes only left-right neighbours
+    #: (and wraps across row ends); on a maze, where a path continues up or down as often as
+    #: sideways, the 2-D kernel propagates reachability one cell in every direction per
+    #: application. Square grids only (Sudoku, mazes, ARC's 30x30 canvas). Not in URM.
+    conv_2d: bool = False
+    #: Arithmetic of the convolution, its SiLU and down_proj: "bfloat16" as official URM (whatever
+    #: the forward dtype), or "forward" (forward_dtype; on CPUs without AVX512-BF16 bfloat16 is ~100x
+    #: slower than float32).
+    conv_dtype: Literal["bfloat16", "forward"] = "bfloat16"
     #: How many of the last recursion cycles (T) carry gradient: TRM's 1 (full back-propagation
     #: through the last cycle, the earlier ones without gradient); more = deeper back-propagation,
     #: the knob URM's and RSM's truncation studies turn. TRM family only; at most H_cycles.
     grad_cycles: int = 1
-    #: Stochastic depth over the cycles (RSM, arXiv 2603.15641): with this probability a training
-    #: step runs T' cycles drawn uniformly from 1..H_cycles instead of H_cycles (a function of the
-    #: seed and the step: reproducible and resumable); evaluation always runs H_cycles. 0 = off.
+    #: Stochastic depth over the cycles (as RSM's abstract, arXiv 2603.15641, names it): with this
+    #: probability a training step runs T' cycles drawn uniformly from 1..H_cycles instead of
+    #: H_cycles (a function of the seed and the step: reproducible and resumable); evaluation always
+    #: runs H_cycles. 0 = off. RSM's released code grows the depth on a schedule instead
+    #: (train.depth_curriculum, as configs/rsm_*.toml do) and draws only whether the previous
+    #: cycle's z_H update also carries gradient.
     stochastic_depth: float = 0.0
     #: Position encoding: rotary, learned table, or none.
     pos_encodings: Literal["rope", "learned", "none"] = "rope"
@@ -141,6 +155,8 @@ class ModelConfig:
             raise RecursaError("model.stochastic_depth: the baseline has no cycles")
         if self.conv_swiglu < 0:
             raise RecursaError(f"model.conv_swiglu={self.conv_swiglu} must be >= 0 (a kernel size; 0 = off)")
+        if self.conv_2d and self.conv_swiglu % 2 == 0:
+            raise RecursaError(f"model.conv_2d needs an odd model.conv_swiglu kernel (3, 5, ...), got {self.conv_swiglu}")
         if self.grad_cycles > 1 and (self.arch not in ("trm", "urm") or self.grad_cycles > self.H_cycles):
             raise RecursaError(f"model.grad_cycles = {self.grad_cycles}: TRM and URM only, and at most H_cycles = "
                                f"{self.H_cycles}")
@@ -181,9 +197,14 @@ class TrainConfig:
     #: Epochs over the training groups (used when steps = 0).
     epochs: int = 0
     #: Stop after this many seconds of training (0 = no limit); a final checkpoint is written.
+    #: Evaluation and checkpoint writing are not counted (runs compared at equal training time
+    #: stay equal whatever their evaluation schedule). With no step or epoch budget, the cosine
+    #: learning-rate decay and a depth curriculum run over this time.
     max_time_s: float = 0.0
-    #: Optimiser of the network weights.
-    optimizer: Literal["adam_atan2", "adamw"] = "adam_atan2"
+    #: Optimiser of the network weights: "adam_atan2" (TRM/HRM), "adamw", or "muon" (URM's ARC-AGI-2
+    #: recipe: orthogonalised Nesterov momentum for every 2-D weight, AdamW with beta1/beta2 for the
+    #: rest, both with weight_decay; see recursa/training/optim.py Muon).
+    optimizer: Literal["adam_atan2", "adamw", "muon"] = "adam_atan2"
     #: Peak learning rate.
     lr: float = 1e-4
     #: Final LR as a fraction of the peak (1.0 = constant after warm-up, the papers' setting).

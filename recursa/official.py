@@ -1,8 +1,9 @@
-"""Import checkpoints written by the official TRM / HRM code into recursa checkpoints.
+"""Import checkpoints written by the official TRM / HRM / URM code into recursa checkpoints.
 
 An official checkpoint is a ``torch.save``d state dict of the (usually ``torch.compile``d) loss
 head, so keys look like ``_orig_mod.model.inner.L_level.layers.0.mlp.gate_up_proj.weight``
-(``model.inner.`` without compile). recursa's module names equal the official ones, so the import
+(``model.inner.`` without compile; URM wraps it as ``{"model_state_dict": ...}`` beside its optimizer
+states). recursa's module names equal the official ones, so the import
 strips the prefix, casts to float32 (bf16 ``H_init``/``L_init`` included) and checks every key
 and shape against the model described by the official ``all_config.yaml``.
 
@@ -34,13 +35,17 @@ TRM_ONLY = ("mlp_t", "puzzle_emb_len", "no_ACT_continue")
 # Known fields that describe the data or the training setup, not the architecture.
 DATA_FIELDS = ("name", "loss", "batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers")
 PREFIXES = ("_orig_mod.", "model.")
+# Keys URM's arch yaml holds that are evaluation or run settings, not the architecture.
+URM_NOT_ARCH = ("loop_deltas", "profile", "eval_interval", "checkpoint_every_eval", "checkpoint_path", "ema", "ema_rate")
 
 
 def detect_arch(name: str) -> str | None:
     """recursa arch of an official ``arch.name`` (``recursive_reasoning.trm@...``, ``...hrm@...``,
     ``...trm_singlez@...`` (TRM with ``single_latent``), ``...trm_hier6@...`` (TRM with
-    ``latents = 6``), ``...transformers_baseline@...``)."""
+    ``latents = 6``), ``...transformers_baseline@...``, URM's ``urm.urm@URM``)."""
     n = name.lower()
+    if "urm" in n:  # UbiquantAI/URM: urm.urm@URM
+        return "urm"
     if "transformers_baseline" in n or "model_actv2" in n:
         return "baseline"
     if "hierarchical" in n or "hrm" in n:
@@ -77,6 +82,17 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
     if arch == "trm" and hier:  # the multi-latent ablation: trm_hier6 = six latents
         model["latents"] = int(hier.group(1))
     unknown = []
+    if arch == "urm":  # URM's names (config/arch/urm.yaml): loops = N_sup, num_layers = the shared blocks
+        a = dict(a)
+        for theirs, ours in (("loops", "halt_max_steps"), ("num_layers", "L_layers")):
+            if theirs in a:
+                a[ours] = a.pop(theirs)
+        if str(a.get("puzzle_emb_ndim", "")).strip() == "${.hidden_size}":  # an unresolved Hydra dump
+            a["puzzle_emb_ndim"] = a.get("hidden_size", 512)
+        # fixed in URM's code, not configurable there: ConvSwiGLU kernel 2, exploration 0.1, the conv in bfloat16
+        model.update({"conv_swiglu": 2, "halt_exploration_prob": 0.1, "mlp_t": False})
+        for key in URM_NOT_ARCH:
+            a.pop(key, None)
     for key, value in a.items():
         if key in SAME:
             model[key] = float(value) if key in ("expansion", "halt_exploration_prob", "rms_norm_eps", "rope_theta") else value
@@ -96,7 +112,7 @@ def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list
             unknown.append(f"arch.{key}")
     if arch == "hrm":
         model["q_continue"] = True
-    if arch in ("hrm", "baseline"):
+    if arch in ("hrm", "baseline", "urm"):
         model["puzzle_emb_len"] = 0
     # Fields an all_config.yaml may omit take the official classes' defaults: TRM's prefix is 16
     # positions, every official model computes in bfloat16.

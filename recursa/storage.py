@@ -212,9 +212,13 @@ def replace_dir(tmp: str | Path, final: str | Path) -> None:
     The caller has already decided that ``final`` may be replaced (:func:`check_out`)."""
     tmp, final = Path(tmp), Path(final)
     if not final.exists() and not final.is_symlink():
-        os.rename(tmp, final)
-        fsync_path(final.parent)
-        return
+        try:
+            os.rename(tmp, final)
+            fsync_path(final.parent)
+            return
+        except OSError as e:  # a concurrent writer put its directory there first: replace it below
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
     if _exchange(tmp, final):  # tmp now holds the old content
         fsync_path(final.parent)
         remove_tree(tmp)

@@ -38,12 +38,50 @@ def parse_vary(items: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
-RESERVED = {"run", "seed", "params", "train_steps", "train_s", "eval_steps", "calls_per_puzzle", "exact_accuracy",
+def parse_variants(items: list[str]) -> list[tuple[str, list[str]]]:
+    """``["rsm=train.loss_steps=last;model.stochastic_depth=0.5", "trm="]`` -> named bundles of settings
+    (a method is several settings at once; ``NAME=`` alone is the recipe as it is)."""
+    out = []
+    for item in items:
+        name, eq, sets = item.partition("=")
+        name = name.strip()
+        if not eq or not name or not all(c.isalnum() or c in "-_+." for c in name):
+            raise RecursaError(f"--variant {item!r}: expected NAME=SECTION.KEY=VALUE;SECTION.KEY=VALUE... "
+                               f"(NAME: letters, digits, - _ + .; NAME= alone for the recipe as it is)")
+        if any(n == name for n, _ in out):
+            raise RecursaError(f"--variant {name} is given twice")
+        bundle = [x.strip() for x in sets.split(";") if x.strip()]
+        for x in bundle:
+            key = x.partition("=")[0]
+            if "=" not in x or "." not in key:
+                raise RecursaError(f"--variant {name}: {x!r} is not SECTION.KEY=VALUE")
+        out.append((name, bundle))
+    return out
+
+
+def eval_curve(run: Path) -> list[list[float]]:
+    """[[training seconds, held-out exact], ...] from a run's evaluations during training."""
+    path = run / "metrics.jsonl"
+    curve = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if "eval/exact_accuracy" in row and "elapsed_s" in row:
+                curve.append([round(float(row["elapsed_s"]), 1), float(row["eval/exact_accuracy"])])
+    return curve
+
+
+RESERVED = {"run", "variant", "curve", "valid_by_step", "wall_s", "seed", "params", "train_steps", "train_s", "eval_steps", "calls_per_puzzle", "exact_accuracy",
             "valid_rate", "token_accuracy", "exact_by_step", "n"}
 
 
 def _column(key: str) -> str:
     """A varied setting's column in sweep.json: its key without the section, unless that is taken."""
+    if "." not in key:
+        return key
     short = key.split(".", 1)[1]
     return key if short in RESERVED else short
 
@@ -61,7 +99,8 @@ def _value(text: str):
 
 
 def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path, *, overrides: list[str] = (),
-          seeds: list[int] = (0,), eval_steps: int = 0, eval_limit: int = 0, log=print) -> list[dict]:
+          seeds: list[int] = (0,), eval_steps: int = 0, eval_limit: int = 0,
+          variants: list[tuple[str, list[str]]] = (), log=print) -> list[dict]:
     from .data.format import load_split, read_task_info
     from .evaluation.engine import Protocol, calls_per_step
     from .evaluation.evaluate import evaluate
@@ -71,16 +110,23 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
     from .training.trainer import Trainer
 
     out = Path(out)
+    if not vary and not variants:
+        raise RecursaError("give at least one --vary SECTION.KEY=V1,V2,... or --variant NAME=SETTINGS")
     keys = [k for k, _ in vary]
     grid = [dict(zip(keys, combo)) for combo in itertools.product(*[v for _, v in vary])]
     # every point is checked before any training
     configs = []
-    for point in grid:
-        for seed in seeds:
-            sets = list(overrides) + [f"{k}={v}" for k, v in point.items()] + [f"train.seed={seed}"]
-            name = run_name(point) + f",seed={seed}"
-            cfg = config_mod.load(recipe, sets + [f"train.out={out / name}"])
-            configs.append((point, seed, name, cfg))
+    for vname, bundle in (variants or [(None, [])]):
+        for point in grid:
+            for seed in seeds:
+                sets = list(overrides) + bundle + [f"{k}={v}" for k, v in point.items()] + [f"train.seed={seed}"]
+                name = ",".join(x for x in (f"variant={vname}" if vname else "", run_name(point)) if x)
+                name += f",seed={seed}"
+                try:
+                    cfg = config_mod.load(recipe, sets + [f"train.out={out / name}"])
+                except RecursaError as e:
+                    raise RecursaError(f"run {name}: {e}") from None
+                configs.append((vname, point, seed, name, cfg))
     if out.exists() and not out.is_dir():
         raise RecursaError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -89,9 +135,10 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
     if results_path.is_file():
         rows = [r for r in storage.read_json(results_path, expect=dict).get("runs", []) if isinstance(r, dict)]
     done = {r["run"] for r in rows}
-    log(f"sweep: {len(configs)} runs ({' x '.join(f'{k} {len(v)}' for k, v in vary)} x {len(seeds)} seed(s)) -> {out}"
+    dims = ([f"variant {len(variants)}"] if variants else []) + [f"{k} {len(v)}" for k, v in vary]
+    log(f"sweep: {len(configs)} runs ({' x '.join(dims)} x {len(seeds)} seed(s)) -> {out}"
         + (f"; {len(done)} already done" if done else ""))
-    for i, (point, seed, name, cfg) in enumerate(configs, 1):
+    for i, (vname, point, seed, name, cfg) in enumerate(configs, 1):
         if name in done:
             continue
         run = out / name
@@ -107,18 +154,24 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
         task = load_task(info) if info else None
         steps = eval_steps or loaded.model.halt_max_steps
         res = evaluate(loaded.model, split, task, batch_size=cfg.eval.batch_size, limit=eval_limit,
-                       protocol=Protocol(max_steps=steps))
-        row = {"run": name, **{_column(k): _value(v) for k, v in point.items()}, "seed": seed,
-               "params": loaded.meta.get("params"), "train_steps": loaded.meta["step"], "train_s": round(train_s, 1),
+                       protocol=Protocol(max_steps=steps), curve=True)
+        curve = eval_curve(run)
+        trained_s = curve[-1][0] if curve else train_s  # training time alone (evaluation not counted)
+        row = {"run": name, **({"variant": vname} if vname else {}), **{_column(k): _value(v) for k, v in point.items()},
+               "seed": seed, "params": loaded.meta.get("params"), "train_steps": loaded.meta["step"],
+               "train_s": round(trained_s, 1), "wall_s": round(train_s, 1),
                "eval_steps": steps, "calls_per_puzzle": steps * calls_per_step(loaded.model),
                "exact_accuracy": res["exact_accuracy"], "valid_rate": res["valid_rate"],
-               "token_accuracy": res["token_accuracy"], "exact_by_step": res["exact_by_step"], "n": res["n"]}
+               "token_accuracy": res["token_accuracy"], "exact_by_step": res["exact_by_step"],
+               "valid_by_step": res.get("valid_by_step"), "n": res["n"],
+               "curve": curve}
         rows.append(row)
-        atomic_write_text(results_path, json.dumps({"recipe": str(recipe), "vary": dict(vary), "overrides": list(overrides),
+        atomic_write_text(results_path, json.dumps({"recipe": str(recipe), "vary": dict(vary),
+                                                    "variants": dict(variants), "overrides": list(overrides),
                                                     "seeds": list(seeds), "runs": rows}, indent=1) + "\n")
         log(f"    exact {row['exact_accuracy']:.3f}  ({row['params']:,} parameters, {row['train_steps']} steps, "
             f"{row['train_s']:.0f} s)")
-    plot(out / "sweep.png", rows, keys)
+    plot(out / "sweep.png", rows, (["variant"] if variants else []) + keys)
     log(f"wrote {results_path} and {out / 'sweep.png'}")
     return rows
 
@@ -134,7 +187,8 @@ def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
     from .display import save_figure
 
     short = [_column(k) for k in keys]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), dpi=110)
+    curves = any(r.get("curve") for r in rows)
+    fig, axes = plt.subplots(1, 4 if curves else 3, figsize=(20 if curves else 15, 4.3), dpi=110)
     groups: dict[tuple, dict] = {}
     for r in rows:
         rest = tuple(r[k] for k in short[1:])
@@ -147,6 +201,15 @@ def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
     for r in rows:
         axes[1].scatter(r["params"], 100 * r["exact_accuracy"], color="C0")
         axes[2].scatter(r["calls_per_puzzle"], 100 * r["exact_accuracy"], color="C1")
+    if curves:  # held-out exact during training against training time, one colour per value of the first setting
+        values = sorted({r[short[0]] for r in rows}, key=lambda v: (isinstance(v, str), v))
+        for j, v in enumerate(values):
+            for k, r in enumerate(x for x in rows if x[short[0]] == v and x.get("curve")):
+                axes[3].plot([p[0] / 60 for p in r["curve"]], [100 * p[1] for p in r["curve"]], "-", lw=1.2,
+                             color=f"C{j % 10}", alpha=0.8, label=str(v) if k == 0 else None)
+        axes[3].set(xlabel="training time (minutes)", ylabel="held-out exact (%)",
+                    title="accuracy during training (each seed)", ylim=(0, 100))
+        axes[3].legend(fontsize=8)
     axes[0].set(xlabel=short[0], ylabel="held-out exact (%)", title=f"accuracy against {short[0]}", ylim=(0, 100))
     axes[1].set(xlabel="parameters", ylabel="held-out exact (%)", title="accuracy against size", ylim=(0, 100))
     axes[2].set(xlabel="network applications per puzzle", ylabel="held-out exact (%)",

@@ -335,6 +335,44 @@ def test_conv_swiglu_receptive_field_is_the_kernel_over_earlier_tokens():
     assert all(torch.equal(v, a[k]) for k, v in m.state_dict().items())  # seeded: the same weights again
 
 
+def test_conv_2d_receptive_field_is_the_cells_grid_neighbourhood():
+    """model.conv_2d: the convolution sees a cell's k x k neighbours on the grid (above and below
+    included, no wrap across row ends); the prefix tokens only themselves; square grids only."""
+    from recursa.models.layers import SwiGLU
+    side, P = 4, 2
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, P + side * side, 16, generator=g)
+    f = SwiGLU(16, 4.0, torch.Generator().manual_seed(1), multiple=8, conv_kernel=3, conv_grid=(P, side),
+               conv_dtype="forward")
+
+    def changed(pos):
+        x2 = x.clone()
+        x2[:, pos] += 1.0
+        with torch.no_grad():
+            diff = (f(x2) - f(x)).abs().amax(dim=(0, 2))
+        return torch.nonzero(diff > 1e-7).flatten().tolist()
+
+    cell = lambda r, c: P + r * side + c  # noqa: E731
+    # cell (1, 1): its 3x3 block; cell (0, 3) at a corner: 4 cells, not (1, 0) (the next row's start)
+    assert changed(cell(1, 1)) == sorted(cell(r, c) for r in (0, 1, 2) for c in (0, 1, 2))
+    assert changed(cell(0, 3)) == sorted(cell(r, c) for r in (0, 1) for c in (2, 3))
+    assert changed(0) == [0]  # a prefix token: no grid neighbours
+    assert f.dwconv.weight.shape == (f.dwconv.weight.shape[0], 1, 3, 3)
+    # in the forward dtype (float32 here) vs official URM's bfloat16 path: close, not identical
+    fb = SwiGLU(16, 4.0, torch.Generator().manual_seed(1), multiple=8, conv_kernel=3, conv_grid=(P, side))
+    with torch.no_grad():
+        a, b = f(x), fb(x)
+    assert a.dtype == b.dtype == torch.float32 and 0 < (a - b).abs().max() < 0.1
+    # through the model: 16 cells = a 4x4 grid after the 2-token puzzle prefix; 15 cells are refused
+    m = _small(conv_swiglu=3, conv_2d=True, conv_dtype="forward")
+    assert m.inner.L_level.layers[0].mlp.conv_grid == (2, 4)
+    with pytest.raises(Exception, match="odd"):
+        ModelConfig(conv_swiglu=2, conv_2d=True)
+    with pytest.raises(Exception, match="15 cells, not a square grid"):
+        build_model(ModelConfig(hidden_size=32, num_heads=2, conv_swiglu=3, conv_2d=True),
+                    DataSpec(vocab_size=6, seq_len=15, num_puzzle_identifiers=3), seed=1)
+
+
 @pytest.mark.parametrize("kw", [{}, {"latents": 2}, {"single_latent": True}])
 def test_grad_cycles_sets_how_many_last_cycles_carry_gradient(kw):
     model = _small(H_cycles=3, L_cycles=2, grad_cycles=2, **kw).train()

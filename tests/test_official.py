@@ -257,6 +257,43 @@ def test_official_trm_hier6_imports_and_reproduces_the_official_outputs(tmp_path
         assert (got - io[name]).abs().max() <= 1e-5, name
 
 
+def test_official_urm_checkpoint_imports_and_reproduces_the_official_outputs(tmp_path, capsys):
+    """A URM checkpoint as UbiquantAI/URM's pretrain.py saves it ({"step", "model_state_dict" of the
+    compiled loss head, "optimizer_states", "rng_state"}) with URM's config names (arch.loops,
+    arch.num_layers) imports, and the imported model gives the official outputs (fixture urm.*)."""
+    meta = json.loads(fixture_file("official/urm.json").read_text())
+    weights = load_file(str(fixture_file("official/urm.weights.safetensors")))
+    io = load_file(str(fixture_file("official/urm.io.safetensors")))
+    c = meta["config"]
+    ckpt = tmp_path / "step_7"
+    torch.save({"step": 7, "model_state_dict": {"_orig_mod.model." + k: v for k, v in weights.items()},
+                "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}],
+                "rng_state": torch.zeros(8, dtype=torch.uint8)}, ckpt)
+    arch = {"name": "urm.urm@URM", "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
+            "loops": c["loops"], "num_layers": c["num_layers"], "hidden_size": c["hidden_size"],
+            "num_heads": c["num_heads"], "expansion": c["expansion"], "H_cycles": c["H_cycles"],
+            "L_cycles": c["L_cycles"], "loop_deltas": [0, 8], "puzzle_emb_ndim": c["puzzle_emb_ndim"],
+            "pos_encodings": "rope", "forward_dtype": c["forward_dtype"], "profile": True}
+    yml = tmp_path / "all_config.yaml"
+    yml.write_text(yaml.safe_dump({"arch": arch, "lr": 1e-4, "weight_decay": 0.1, "global_batch_size": 768}))
+    out = tmp_path / "imported"
+    assert main(["import-official", str(tmp_path), "--seq-len", str(c["seq_len"]), "--out", str(out)]) == 0
+    assert "fields not used" not in capsys.readouterr().out
+    loaded = load_checkpoint(out)
+    m = loaded.cfg.model
+    assert (m.arch, m.halt_max_steps, m.L_layers, m.conv_swiglu, m.H_cycles, m.L_cycles) == \
+        ("urm", c["loops"], c["num_layers"], 2, c["H_cycles"], c["L_cycles"])
+    assert loaded.cfg.train.batch_size == 768 and loaded.meta["step"] == 7
+    batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
+    with torch.inference_mode():
+        carry = loaded.model.initial_carry(batch)
+        for k in range(1, 4):
+            carry, o = loaded.model(carry, batch)
+            assert (o["logits"] - io[f"step{k}.logits"]).abs().max() <= 1e-5, k
+            assert (carry.state[0] - io[f"step{k}.hidden"]).abs().max() <= 1e-5, k
+            assert torch.equal(carry.halted, io[f"step{k}.halted"])
+
+
 def test_import_from_the_official_run_directory_latest_or_named_step(tmp_path, capsys):
     """CKPT may be the official run directory: its latest step_N (or --step N), with the
     all_config.yaml the official trainer writes beside the checkpoints."""

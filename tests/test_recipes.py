@@ -114,6 +114,76 @@ def test_build_help_explains_every_option(capsys, task, options):
         assert len(line.strip()) > len(opt) + 8 or opt in ("--out",), opt  # each option has its explanation
 
 
+@pytest.mark.parametrize("name", ["urm_arc1", "urm_arc2", "urm_sudoku"])
+def test_urm_recipes_match_the_published_scripts(name):
+    """UbiquantAI/URM scripts/URM_*.sh over config/cfg_pretrain.yaml + config/arch/urm.yaml: 4 shared
+    blocks with ConvSwiGLU (kernel 2), loops 16, H 2 x L 6, hidden 512, 8 heads, bf16, stablemax,
+    AdamATan2 (0.9, 0.95), lr 1e-4 constant after 2000 warm-up steps, EMA 0.999; ARC: batch 768,
+    200k epochs, weight decay 0.1, puzzle lr 1e-2, ARC-2 with Muon; Sudoku: batch 128, 50k epochs,
+    decay 1.0, puzzle lr 1e-4."""
+    cfg = config.load(REPO / "configs" / f"{name}.toml")
+    m, t = cfg.model, cfg.train
+    assert (m.arch, m.L_layers, m.conv_swiglu, m.halt_max_steps, m.H_cycles, m.L_cycles) == ("urm", 4, 2, 16, 2, 6)
+    assert (m.hidden_size, m.num_heads, m.expansion, m.pos_encodings, m.forward_dtype, m.ffn_multiple) == \
+        (512, 8, 4.0, "rope", "bfloat16", 256)
+    assert (m.halt_exploration_prob, m.q_continue, m.conv_dtype, m.conv_2d, m.emb_ndim) == (0.1, False, "bfloat16",
+                                                                                          False, 512)
+    assert (t.beta1, t.beta2, t.lr, t.lr_warmup_steps, t.lr_min_ratio, t.loss, t.ema, t.ema_rate) == \
+        (0.9, 0.95, 1e-4, 2000, 1.0, "stablemax", True, 0.999)
+    if name.startswith("urm_arc"):
+        assert (t.batch_size, t.epochs, t.weight_decay, t.puzzle_emb_weight_decay, t.puzzle_emb_lr) == \
+            (768, 200000, 0.1, 0.1, 1e-2)
+        assert t.optimizer == ("muon" if name == "urm_arc2" else "adam_atan2")
+        assert t.data == config.load(REPO / "configs" / f"trm_{name[4:]}.toml").train.data  # TRM's ARC data
+    else:
+        assert (t.batch_size, t.epochs, t.weight_decay, t.puzzle_emb_weight_decay, t.puzzle_emb_lr, t.optimizer) == \
+            (128, 50000, 1.0, 1.0, 1e-4, "adam_atan2")
+    script = (REPO / "runs" / f"{name}.sh").read_text()
+    assert f"recursa train configs/{name}.toml" in script
+    assert f"--out {t.data}" in script and f"recursa eval runs/{name} --data {t.data}" in script
+
+
+def _milestones(curriculum, start, index):
+    """The progress points at which a curriculum's H (index 1) or L (index 2) grows, and its last value."""
+    points, last = [], start
+    for e in curriculum:
+        while e[index] > last:
+            points.append(e[0])
+            last += 1
+    return points, last
+
+
+@pytest.mark.parametrize("name", ["rsm_sudoku", "rsm_maze"])
+def test_rsm_recipes_match_the_published_readme_commands(name):
+    """navidivan/rsm README commands over config/cfg_pretrain.yaml + config/arch/rsm.yaml: TRM's
+    recursion, one supervision step, the depth grown at the published milestones (percent + 0.1),
+    AdamATan2 (0.8, 0.9), lr 1e-3 cosine to 0.02 after 2000 warm-up steps, EMA 0.999, stablemax."""
+    cfg = config.load(REPO / "configs" / f"{name}.toml")
+    m, t = cfg.model, cfg.train
+    h_points, h_end = _milestones(t.depth_curriculum, 2, 1)
+    l_points, l_end = _milestones(t.depth_curriculum, 2, 2)
+    assert t.depth_curriculum[0] == [0.0, 2, 2] and (h_end, l_end) == (m.H_cycles, m.L_cycles)
+    if name == "rsm_sudoku":
+        assert h_points == [0.201, 0.401, 0.551, 0.651, 0.751, 0.851]
+        assert l_points == [0.301, 0.501, 0.701, 0.801, 0.841, 0.861, 0.881, 0.901, 0.921, 0.941]
+        assert (m.L_layers, m.mlp_t, m.pos_encodings, m.H_cycles, m.L_cycles) == (1, True, "none", 8, 12)
+        assert (t.batch_size, t.epochs, t.weight_decay, t.puzzle_emb_lr, t.puzzle_emb_weight_decay) == \
+            (512, 2, 0.1, 1e-4, 1.0)
+    else:
+        assert h_points == [0.201, 0.401, 0.551, 0.651, 0.751, 0.851, 0.951] and l_points == [0.301, 0.501, 0.701]
+        assert (m.L_layers, m.mlp_t, m.pos_encodings, m.H_cycles, m.L_cycles) == (2, False, "rope", 9, 5)
+        assert (t.batch_size, t.epochs, t.weight_decay, t.puzzle_emb_lr, t.puzzle_emb_weight_decay) == \
+            (128, 500, 1.0, 1e-4, 1.0)
+    assert (m.arch, m.halt_max_steps, m.hidden_size, m.num_heads, m.puzzle_emb_len, m.forward_dtype) == \
+        ("trm", 1, 512, 8, 16, "bfloat16")
+    assert (t.optimizer, t.beta1, t.beta2, t.lr, t.lr_warmup_steps, t.lr_min_ratio, t.ema, t.ema_rate, t.loss) == \
+        ("adam_atan2", 0.8, 0.9, 1e-3, 2000, 0.02, True, 0.999, "stablemax")
+    script = (REPO / "runs" / f"{name}.sh").read_text()
+    assert f"recursa train configs/{name}.toml" in script
+    assert f"--out {t.data}" in script and f"recursa eval runs/{name} --data {t.data}" in script
+    assert "--aug" not in script and "--steps" in script  # no augmentation as RSM's build runs; deeper at test
+
+
 def test_cgar_recipe_is_trm_mlp_plus_cgar_curriculum_and_step_weights():
     """CGAR (arXiv 2511.08653, reference §7): TRM-MLP's published recipe plus the depth curriculum
     (1, 2) -> (2, 4) -> (3, 6) at 30% and 60% of training and step weights 0.7^(s-1); nothing else."""

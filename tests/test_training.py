@@ -43,7 +43,7 @@ def _final_state(run):
     return load_file(str(ckpt / "train_state.safetensors")), json.loads((ckpt / "train_state.json").read_text())
 
 
-@pytest.mark.parametrize("optimizer", ["adam_atan2", "adamw"])
+@pytest.mark.parametrize("optimizer", ["adam_atan2", "adamw", "muon"])
 def test_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path, optimizer):
     kw = dict(optimizer=optimizer, ema_rate=0.9, log_interval=5)
     fit(tiny_config(tiny_data, tmp_path / "full", steps=24, **kw), progress=False, log=lambda *a: None)
@@ -87,6 +87,56 @@ def test_adam_atan2_matches_the_update_rule():
         v = 0.95 * v + 0.05 * g * g
         ref = ref - 0.1 * torch.atan2(m / (1 - 0.9 ** t), v.sqrt() / math.sqrt(1 - 0.95 ** t))
     np.testing.assert_allclose(p.detach().numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_orthogonalize_gives_the_polar_direction_of_a_matrix():
+    """Muon's Newton-Schulz map (URM's table, 5 iterations; checked equal to URM's msign to 2e-6 when
+    written): the result points along U V^T of the input (a = U S V^T), its singular values pulled
+    from any scale to ~[0.3, 1.85] (the table's aggressive first steps, not converged to 1); tall
+    matrices go through their transpose."""
+    from recursa.training.optim import orthogonalize
+    g = torch.Generator().manual_seed(0)
+    for shape in ((16, 48), (48, 16), (32, 32)):
+        a = torch.randn(*shape, generator=g) * torch.logspace(-1, 1, shape[1])  # condition ~100
+        o = orthogonalize(a, 5)
+        u, _, vh = torch.linalg.svd(a, full_matrices=False)
+        polar = u @ vh
+        cos = (o * polar).sum() / (o.norm() * polar.norm())
+        sv = torch.linalg.svdvals(o)
+        sa = torch.linalg.svdvals(a)
+        assert o.shape == a.shape and cos > 0.88 and sv.max() < 1.9 and sv.min() > 0.2, (shape, cos, sv)
+        assert sv.max() / sv.min() < (sa.max() / sa.min()) / 2  # the spread of singular values shrinks
+        assert torch.allclose(orthogonalize(1e3 * a, 5), o, atol=1e-4)  # scale-free
+
+
+def test_muon_matches_its_update_rule():
+    """optimizer = "muon" (URM ARC-AGI-2): 2-D weights move by lr * sqrt(max(shape)) * 0.2 along the
+    orthogonalised Nesterov momentum (input rounded to bfloat16), others by bias-corrected AdamW; both
+    decay by (1 - lr * wd) first."""
+    from recursa.training.optim import Muon, orthogonalize
+    g = torch.Generator().manual_seed(1)
+    w = torch.nn.Parameter(torch.randn(6, 10, generator=g))
+    b = torch.nn.Parameter(torch.randn(10, generator=g))
+    opt = Muon([w, b], lr=0.01, weight_decay=0.1, momentum=0.95, adamw_betas=(0.9, 0.95))
+    rw, rb = w.detach().clone(), b.detach().clone().double()
+    buf, m, v = torch.zeros(6, 10), torch.zeros(10, dtype=torch.float64), torch.zeros(10, dtype=torch.float64)
+    for t in range(1, 4):
+        gw, gb = torch.randn(6, 10, generator=g), torch.randn(10, generator=g)
+        w.grad, b.grad = gw.clone(), gb.clone()
+        opt.step()
+        buf = 0.95 * buf + gw
+        rw = rw * (1 - 0.01 * 0.1) - 0.01 * math.sqrt(10) * 0.2 * orthogonalize((gw + 0.95 * buf).bfloat16(), 5)
+        gb = gb.double()
+        m, v = 0.9 * m + 0.1 * gb, 0.95 * v + 0.05 * gb * gb
+        rb = rb * (1 - 0.01 * 0.1) - 0.01 * math.sqrt(1 - 0.95 ** t) / (1 - 0.9 ** t) * m / (v.sqrt() + 1e-8)
+    torch.testing.assert_close(w.detach(), rw, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.detach().numpy(), rb.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_muon_trains(tiny_data, tmp_path):
+    fit(tiny_config(tiny_data, tmp_path / "run", steps=30, log_interval=10, optimizer="muon", lr=0.02),
+        progress=False, log=lambda *a: None)
+    assert _mean_loss(tmp_path / "run", False) < _mean_loss(tmp_path / "run", True) * 0.95
 
 
 def test_sign_sgd_touches_only_batch_rows():
@@ -184,3 +234,33 @@ def test_stochastic_depth_draws_the_cycles_per_step_reproducibly(tiny_data, tmp_
         assert len(calls) - n == stochastic_cycles(1.0, 3, cfg.train.seed, s) * 3  # T' x (L + 1)
     assert tr.model.inner.depth is None
     tr.close()
+
+
+def test_a_time_budget_counts_training_time_only_and_runs_the_cosine_over_it(tiny_data, tmp_path, monkeypatch):
+    """train.max_time_s alone: evaluations (here slowed to 0.4 s each) are not counted against the
+    budget, and the cosine decay runs over the training time (the last step at lr_min_ratio x lr)."""
+    import time as time_mod
+    evals = []
+    original = Trainer.run_eval
+
+    def slow_eval(self):
+        evals.append(self.elapsed)
+        time_mod.sleep(0.4)
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "run_eval", slow_eval)
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=0, max_time_s=1.5, eval_interval=3, log_interval=1,
+                      lr_warmup_steps=2, lr_min_ratio=0.1, lr=1e-3)
+    t0 = time_mod.perf_counter()
+    fit(cfg, progress=False, log=lambda *a: None)
+    wall = time_mod.perf_counter() - t0
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "lr" in r]
+    assert len(evals) >= 3 and wall > 1.5 + 0.4 * len(evals)
+    assert 1.5 <= train_rows[-1]["elapsed_s"] < 1.5 + 0.4  # the last step crossed the budget; no eval time in it
+    assert train_rows[-1]["lr"] == pytest.approx(1e-4)  # cosine finished: lr_min_ratio x lr
+    assert train_rows[0]["lr"] == pytest.approx(0.5e-3, rel=0.05)  # warm-up step 1 of 2, at the cosine's start
+    lrs = [r["lr"] for r in train_rows[2:]]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # decaying with time after the warm-up
+    curve = [r for r in rows if "eval/exact_accuracy" in r]
+    assert all("elapsed_s" in r for r in curve)  # the accuracy-time curve (recursa sweep reads it)

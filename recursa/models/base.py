@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import RecursaError
 from .layers import Block, Embedding, Linear, PuzzleEmbedding, RotaryEmbedding, trunc_normal_
 
 
@@ -76,8 +77,15 @@ class TokenModel(nn.Module):
 
     def make_blocks(self, n: int, generator: torch.Generator | None) -> list[Block]:
         c = self.cfg
+        grid = None
+        if c.conv_2d:
+            side = math.isqrt(self.positions - self.prefix_len)
+            if side * side != self.positions - self.prefix_len:
+                raise RecursaError(f"model.conv_2d: the puzzle has {self.positions - self.prefix_len} cells, not a "
+                                   f"square grid; use the 1-D convolution (conv_2d = false)")
+            grid = (self.prefix_len, side)
         return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,
-                      c.ffn_multiple, c.conv_swiglu)
+                      c.ffn_multiple, c.conv_swiglu, grid, c.conv_dtype)
                 for _ in range(n)]
 
     def embed(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:

@@ -136,33 +136,61 @@ class SwiGLU(nn.Module):
     ``conv_kernel`` > 0 makes it URM's ConvSwiGLU (arXiv 2512.14693; ``UbiquantAI/URM``
     ``models/layers.py``): after silu(gate) * up, a depthwise convolution over the token axis
     (kernel k, padding k // 2, the first L outputs kept: with URM's k = 2 token t sees t-1 and t),
-    then SiLU, then ``down_proj``."""
+    then SiLU, then ``down_proj``.
+
+    ``conv_grid = (P, side)`` makes the convolution two-dimensional over the puzzle's own grid: the
+    L - P tokens after a P-token prefix are a side x side grid, each sees its k x k neighbourhood
+    (k odd; zero padding at the borders); a prefix token has no neighbour and gets the centre tap.
+    ``conv_dtype``: "bfloat16" as official URM (the conv, its SiLU and down_proj in bfloat16 whatever
+    the forward dtype), or "forward" (the model's forward dtype: bfloat16 arithmetic is ~100x slower
+    than float32 on CPUs without AVX512-BF16)."""
 
     def __init__(self, n: int, expansion: float, generator: torch.Generator | None = None, multiple: int = 256,
-                 conv_kernel: int = 0):
+                 conv_kernel: int = 0, conv_grid: tuple[int, int] | None = None, conv_dtype: str = "bfloat16"):
         super().__init__()
         inter = swiglu_width(n, expansion, multiple)
         self.gate_up_proj = Linear(n, 2 * inter, generator=generator)
         self.down_proj = Linear(inter, n, generator=generator)
         self.conv_kernel = conv_kernel
+        self.conv_grid = conv_grid
+        self.conv_bf16 = conv_dtype == "bfloat16"
         if conv_kernel:
-            bound = 1.0 / math.sqrt(conv_kernel)  # PyTorch's Conv1d default, drawn from our generator
-            self.dwconv = nn.Conv1d(inter, inter, conv_kernel, groups=inter, padding=conv_kernel // 2)
+            if conv_grid is None:
+                self.dwconv = nn.Conv1d(inter, inter, conv_kernel, groups=inter, padding=conv_kernel // 2)
+                fan_in = conv_kernel
+            else:
+                self.dwconv = nn.Conv2d(inter, inter, conv_kernel, groups=inter, padding=conv_kernel // 2)
+                fan_in = conv_kernel * conv_kernel
+            bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default for a depthwise conv, drawn from our generator
             with torch.no_grad():
                 self.dwconv.weight.copy_((torch.rand(self.dwconv.weight.shape, generator=generator) * 2 - 1) * bound)
                 self.dwconv.bias.copy_((torch.rand(inter, generator=generator) * 2 - 1) * bound)
 
+    def _conv(self, h: torch.Tensor) -> torch.Tensor:
+        """The depthwise convolution of (B, L, C) -> (B, L, C), in h's dtype."""
+        w, b = self.dwconv.weight.to(h.dtype), self.dwconv.bias.to(h.dtype)
+        k = self.conv_kernel
+        if self.conv_grid is None:
+            L = h.shape[-2]
+            c = F.conv1d(h.transpose(-1, -2), w, b, padding=k // 2, groups=h.shape[-1])
+            return c[..., :L].transpose(-1, -2)
+        P, side = self.conv_grid
+        B, _, C = h.shape
+        g = h[:, P:].reshape(B, side, side, C).permute(0, 3, 1, 2)
+        g = F.conv2d(g, w, b, padding=k // 2, groups=C).permute(0, 2, 3, 1).reshape(B, side * side, C)
+        if not P:
+            return g
+        return torch.cat((h[:, :P] * w[:, 0, k // 2, k // 2] + b, g), dim=1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = fused.swiglu(self.gate_up_proj(x))
         if self.conv_kernel:
-            # As official URM: the convolution (stored in bfloat16 there), its SiLU and down_proj run
-            # in bfloat16 whatever the forward dtype; the block's residual add is back in its dtype.
-            L = h.shape[-2]
-            hb = h.transpose(-1, -2).to(torch.bfloat16)
-            c = F.conv1d(hb, self.dwconv.weight.to(torch.bfloat16), self.dwconv.bias.to(torch.bfloat16),
-                         padding=self.conv_kernel // 2, groups=h.shape[-1])
-            h = F.silu(c[..., :L]).transpose(-1, -2).contiguous()
-            return self.down_proj(h).to(x.dtype)  # the residual add promotes back, as official
+            if self.conv_bf16:
+                # As official URM: the convolution (stored in bfloat16 there), its SiLU and down_proj run
+                # in bfloat16 whatever the forward dtype; the block's residual add is back in its dtype.
+                h = F.silu(self._conv(h.to(torch.bfloat16))).contiguous()
+                return self.down_proj(h).to(x.dtype)  # the residual add promotes back, as official
+            return self.down_proj(F.silu(self._conv(h)).contiguous())
         return self.down_proj(h)
 
 
@@ -174,14 +202,14 @@ class Block(nn.Module):
 
     def __init__(self, hidden: int, num_heads: int, expansion: float, seq_positions: int,
                  mlp_t: bool, eps: float, generator: torch.Generator | None = None, ffn_multiple: int = 256,
-                 conv_kernel: int = 0):
+                 conv_kernel: int = 0, conv_grid: tuple[int, int] | None = None, conv_dtype: str = "bfloat16"):
         super().__init__()
         self.eps = eps
         if mlp_t:
             self.mlp_t = SwiGLU(seq_positions, expansion, generator, ffn_multiple)
         else:
             self.self_attn = Attention(hidden, num_heads, generator)
-        self.mlp = SwiGLU(hidden, expansion, generator, ffn_multiple, conv_kernel)
+        self.mlp = SwiGLU(hidden, expansion, generator, ffn_multiple, conv_kernel, conv_grid, conv_dtype)
 
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
         if hasattr(self, "mlp_t"):

@@ -289,7 +289,7 @@ class TrainStateReader:
                 st = {}
                 for n in names:
                     v = self.tensor(f"optim.{i}.{n}")
-                    if n in ("exp_avg", "exp_avg_sq") and v.shape != params[int(i)].shape:
+                    if n in ("exp_avg", "exp_avg_sq", "momentum_buffer") and v.shape != params[int(i)].shape:
                         raise RecursaError(f"{self.ts_path}: optim.{i}.{n} has shape {tuple(v.shape)}, the parameter "
                                            f"{tuple(params[int(i)].shape)}")
                     st[n] = v

@@ -51,6 +51,74 @@ class AdamATan2(torch.optim.Optimizer):
             torch._foreach_add_(params, updates, alpha=-lr)
 
 
+# Per-iteration (a, b, c) of the quintic Newton-Schulz map X <- aX + (bA + cA^2)X, A = XX^T, as URM's
+# muon.py uses them (iterations past the table repeat its last row); facts of URM's recipe.
+NS_COEFFS = ((7.2086, -15.5131, 9.0178), (3.9623, -2.5813, 0.4542), (3.9466, -2.5765, 0.4544),
+             (3.8991, -2.5671, 0.4566), (3.7186, -2.5308, 0.4653), (3.1390, -2.3073, 0.4733),
+             (2.1715, -1.5246, 0.3885), (1.8648, -1.2224, 0.3577))
+
+
+def orthogonalize(g: torch.Tensor, steps: int) -> torch.Tensor:
+    """Approximately U V^T of g = U S V^T (singular values pushed towards ~1) by ``steps`` quintic
+    Newton-Schulz iterations in float32, on the wide orientation of the matrix."""
+    x = g.float()
+    wide = x.shape[-2] <= x.shape[-1]
+    if not wide:
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp_min(1e-7)
+    for i in range(steps):
+        a, b, c = NS_COEFFS[min(i, len(NS_COEFFS) - 1)]
+        gram = x @ x.mT
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.mT
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon as URM's ARC-AGI-2 recipe runs it (``UbiquantAI/URM`` ``use_muon=True``): every 2-D
+    weight (embeddings and heads included, as URM's code does) takes a Nesterov-momentum step whose
+    direction is orthogonalised (:func:`orthogonalize`; the momentum input rounded to bfloat16 as
+    URM's), scaled Moonlight-style to an AdamW-like RMS: lr * sqrt(max(rows, cols)) * ``rms``; every
+    other tensor (biases, convolution kernels) takes an AdamW step (betas ``adamw_betas``, eps added
+    to sqrt(v)). Both with decoupled weight decay p <- p * (1 - lr * wd)."""
+
+    def __init__(self, params, lr: float = 1e-4, weight_decay: float = 0.1, momentum: float = 0.95,
+                 nesterov: bool = True, ns_steps: int = 5, rms: float = 0.2,
+                 adamw_betas: tuple[float, float] = (0.9, 0.95), adamw_eps: float = 1e-8):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                                      ns_steps=ns_steps, rms=rms, adamw_betas=adamw_betas, adamw_eps=adamw_eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g, state = p.grad, self.state[p]
+                if p.ndim == 2:
+                    if not state:
+                        state["momentum_buffer"] = torch.zeros_like(g)
+                    buf = state["momentum_buffer"]
+                    buf.mul_(group["momentum"]).add_(g)
+                    u = g.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+                    update = orthogonalize(u.to(torch.bfloat16), group["ns_steps"]).to(p.dtype)
+                    p.mul_(1 - lr * wd)
+                    p.add_(update, alpha=-lr * math.sqrt(max(p.shape)) * group["rms"])
+                else:
+                    if not state:
+                        state["step"] = torch.zeros((), dtype=torch.float32)
+                        state["exp_avg"] = torch.zeros_like(p)
+                        state["exp_avg_sq"] = torch.zeros_like(p)
+                    state["step"] += 1
+                    t = state["step"].item()
+                    b1, b2 = group["adamw_betas"]
+                    state["exp_avg"].lerp_(g, 1 - b1)
+                    state["exp_avg_sq"].lerp_(g * g, 1 - b2)
+                    direction = state["exp_avg"] / (state["exp_avg_sq"].sqrt() + group["adamw_eps"])
+                    p.mul_(1 - lr * wd)
+                    p.add_(direction, alpha=-lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+
+
 class SignSGDSparse:
     """Sign-SGD with decoupled weight decay on the touched rows of a :class:`PuzzleEmbedding`.
 
@@ -94,8 +162,15 @@ class SignSGDSparse:
         self.emb.local_ids = None
 
 
-def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float) -> float:
-    """LR at optimizer step ``step`` (1-based, as the official loop counts)."""
+def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float,
+          progress: float | None = None) -> float:
+    """LR at optimizer step ``step`` (1-based, as the official loop counts). ``progress``: the
+    fraction of the budget used, when the budget is not a step count (a time budget): the cosine then
+    runs over the whole budget and the warm-up ramps up to it (no jump at the warm-up's end)."""
+    if progress is not None:
+        p = min(max(progress, 0.0), 1.0)
+        ramp = min(1.0, step / max(1, warmup)) if warmup else 1.0
+        return base_lr * ramp * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))))
     if step < warmup:
         return base_lr * step / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)

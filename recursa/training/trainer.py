@@ -39,7 +39,7 @@ from . import checkpoint, distributed
 from .ema import EMA
 from .logging import MetricLogger, Progress, fmt_time
 from .losses import act_loss
-from .optim import AdamATan2, SignSGDSparse, lr_at
+from .optim import AdamATan2, Muon, SignSGDSparse, lr_at
 
 
 # Entries a run directory may hold (anything else means train.out names someone else's directory).
@@ -141,6 +141,8 @@ class Trainer:
         params = list(self.model.parameters())
         if t.optimizer == "adam_atan2":
             self.opt = AdamATan2(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
+        elif t.optimizer == "muon":
+            self.opt = Muon(params, lr=t.lr, weight_decay=t.weight_decay, adamw_betas=(t.beta1, t.beta2))
         else:
             # fused: one kernel for all parameters (4x faster than the per-tensor-list default on a CPU)
             self.opt = torch.optim.AdamW(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay,
@@ -302,8 +304,7 @@ class Trainer:
             self.bad_step = torch.where(first == big, -1, first)
         bad = int(self.bad_step)  # host sync: only at log intervals and before saving
         if bad >= 0:
-            lr = self.cfg.train.lr * lr_at(bad, 1.0, self.cfg.train.lr_warmup_steps, self.total_steps,
-                                           self.cfg.train.lr_min_ratio)
+            lr = self.cfg.train.lr * self._lr_scale(bad)
             self._diverged(f"the loss became non-finite at step {bad} (learning rate there {lr:.3g})")
         tensors = list(self.model.parameters()) + (list(self.ema.shadow.values()) if self.ema is not None else [])
         if tensors and not bool(torch.stack([torch.isfinite(x).all() for x in tensors]).all()):
@@ -423,6 +424,15 @@ class Trainer:
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     # ------------------------------------------------------------------ loop
+    def _lr_scale(self, step: int) -> float:
+        """The schedule's factor at ``step``: warm-up then cosine over the steps, or, with a time
+        budget only, over the training time used (evaluation and checkpoints not counted)."""
+        t = self.cfg.train
+        progress = None
+        if self.total_steps >= 10**12:
+            progress = self.elapsed / t.max_time_s
+        return lr_at(step, 1.0, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio, progress)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         t = self.cfg.train
         if self.carry is None:
@@ -456,7 +466,7 @@ class Trainer:
         else:  # remember the first bad step on the device; checked at log intervals and before saving
             self.bad_step = torch.where((self.bad_step < 0) & ~finite, self.step, self.bad_step)
         (loss / self.local_batch).backward()  # distributed: the all-reduce averages over ranks
-        lr_scale = lr_at(self.step, 1.0, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio)
+        lr_scale = self._lr_scale(self.step)
         for group in self.opt.param_groups:
             group["lr"] = t.lr * lr_scale
         self.opt.step()
@@ -542,7 +552,7 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         window_steps, window_start = 0, time.perf_counter()
         start = time.perf_counter()
-        elapsed0 = self.elapsed
+        elapsed0, paused = self.elapsed, 0.0
         self.progress.message(f"training {self.cfg.model.arch} ({self.n_params:,} parameters) on {self.device} "
                               f"-> {self.run_dir}")
         while self.step < self.total_steps:
@@ -553,7 +563,7 @@ class Trainer:
                     sums[k] = torch.zeros((), dtype=torch.float64, device=self.device)
                 sums[k] += v
             window_steps += 1
-            self.elapsed = elapsed0 + time.perf_counter() - start
+            self.elapsed = elapsed0 + time.perf_counter() - start - paused
             out_of_time = bool(t.max_time_s) and self.elapsed >= t.max_time_s
             if t.max_time_s and self.dist.active:  # rank 0's clock decides for all
                 out_of_time = distributed.broadcast_flag(self.dist, out_of_time, self.device)
@@ -564,7 +574,7 @@ class Trainer:
                 now = time.perf_counter()
                 rate = window_steps / max(now - window_start, 1e-9)
                 count = max(vals["count"], 1)
-                row = {"lr": t.lr * lr_at(self.step, 1.0, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio),
+                row = {"lr": t.lr * self._lr_scale(self.step),
                        "train/loss": vals["loss"] / window_steps / t.batch_size,
                        "train/lm_loss": vals["lm_loss"] / window_steps / t.batch_size,
                        "train/accuracy": vals["accuracy"] / count,
@@ -592,10 +602,12 @@ class Trainer:
                 window_steps, window_start = 0, now
                 if self.dist.active or int(self.bad_step) >= 0:  # already synced above: free
                     self._check_finite()
+            paused0 = time.perf_counter()  # evaluation and checkpoints are not training time
             if t.eval_interval > 0 and self.step % t.eval_interval == 0 and not last and self.dist.main:
                 self._log_eval(final=False)  # distributed: the other ranks wait in the next step's all-reduce
             if t.checkpoint_interval > 0 and self.step % t.checkpoint_interval == 0 and not last:
                 self.save()
+            paused += time.perf_counter() - paused0
             if out_of_time:
                 break
         path = self.save()  # the final checkpoint comes before the final evaluation
@@ -624,6 +636,7 @@ class Trainer:
         scalars = res.pop("_scalars", {})  # the family's metric (ARC pass@K, exact by rating), flat
         flat = {f"eval/{k}": v for k, v in res.items() if v is not None and not isinstance(v, dict)}
         flat.update({f"eval/{k}": v for k, v in scalars.items()})
+        flat["elapsed_s"] = self.elapsed  # training time at this evaluation (the accuracy-time curve)
         self.logger.log(self.step, flat)
         self.progress.message(f"eval @ step {self.step}: exact {res['exact_accuracy']:.3f}  token {res['token_accuracy']:.3f}"
                               f"  by step {' '.join(f'{x:.2f}' for x in res['exact_by_step'])}")

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The methods since TRM, side by side on CPU (issue 13; results in docs/study.md):
+#   TRM, TRM + 2-D ConvSwiGLU, RSM-style and CGAR-style training, on generated 9x9 Sudoku and
+#   generated 15x15 mazes with long shortest paths, every run 6 minutes of training on one thread,
+#   2 seeds; then the best method of each task longer, beside plain TRM's full 9x9 recipe.
+# Two lanes (Sudoku, maze) run at once, one thread each: the 2 cores are both busy and every run
+# gets the same machine share. Resumable: run it again and finished runs are kept, an interrupted
+# one continues from its checkpoint. About 95 minutes on a 2-core CPU.
+#   bash runs/study_cpu.sh [OUT]          (default runs/study)
+# Then: python scripts/study_report.py OUT docs/study.md docs/study.png
+set -euo pipefail
+OUT=${OUT:-${1:-runs/study}}
+R=${RECURSA:-recursa}
+MIN=${STUDY_RUN_S:-360}          # training seconds per run (evaluation not counted)
+LONG_MAZE=${STUDY_LONG_MAZE_S:-1800}
+LONG_SUDOKU=${STUDY_LONG_SUDOKU_S:-720}
+mkdir -p "$OUT/data"
+[ -f "$OUT/data/sudoku9/train/dataset.json" ] || $R build sudoku --box 3x3 --givens 30 --num-train 2000 --num-aug 9 \
+    --num-test 500 --seed 0 --out "$OUT/data/sudoku9" --overwrite
+[ -f "$OUT/data/maze15/train/dataset.json" ] || $R build maze --size 15 --min-path 40 --num-train 4000 --num-test 500 \
+    --aug --seed 0 --out "$OUT/data/maze15" --overwrite
+
+# The four methods, each a bundle of settings on the task's TRM recipe (recursa/config.py documents each):
+TRM="trm="
+CONV="conv=model.conv_swiglu=3;model.conv_2d=true;model.conv_dtype=forward"
+# RSM (navidivan/rsm): one supervision step per puzzle (loss at its end), early cycles a no-grad
+# warm-up, the depth grown during training (H 2 -> 6, L 2 -> 3); evaluated deeper by more steps.
+RSM="rsm=model.halt_max_steps=1;model.H_cycles=6;model.L_cycles=3;train.depth_curriculum=[[0.0,2,2],[0.2,3,2],[0.35,3,3],[0.5,4,3],[0.65,5,3],[0.8,6,3]]"
+# CGAR (arXiv 2511.08653): depth curriculum at 30% / 60% of training to the recipe's (2, 2), step weights 0.7^s
+CGAR="cgar=train.depth_curriculum=[[0.0,1,1],[0.3,1,2],[0.6,2,2]];train.step_weights=0.7"
+COMMON=(--set train.steps=0 --set train.num_threads=1 --set train.checkpoint_interval=500 --set eval.limit=200
+        --seeds 0,1 --eval-steps 16)
+
+best() {  # the variant with the highest mean held-out exact accuracy in a sweep.json (ties: valid rate, then tokens)
+  python3 -c 'import json,sys,collections as c; d=c.defaultdict(list)
+for r in json.load(open(sys.argv[1]))["runs"]: d[r["variant"]].append((r["exact_accuracy"], r["valid_rate"] or 0, r["token_accuracy"]))
+print(max(d, key=lambda k: tuple(sum(x[i] for x in d[k]) / len(d[k]) for i in range(3))))' "$1"
+}
+bundle() { for v in "$TRM" "$CONV" "$RSM" "$CGAR"; do [ "${v%%=*}" = "$1" ] && echo "$v"; done; }
+
+sudoku_lane() {
+  $R sweep configs/sudoku9_trm_cpu.toml --variant "$TRM" --variant "$CONV" --variant "$RSM" --variant "$CGAR" \
+      "${COMMON[@]}" --set train.data="$OUT/data/sudoku9" --set train.max_time_s="$MIN" --set train.eval_interval=200 \
+      --out "$OUT/sudoku9"
+  # plain TRM's full 9x9 recipe (4000 steps) on one thread: the time it needs to reach its accuracy
+  $R sweep configs/sudoku9_trm_cpu.toml --variant "$TRM" --set train.num_threads=1 --set eval.limit=200 \
+      --set train.data="$OUT/data/sudoku9" --set train.eval_interval=250 --seeds 0 --eval-steps 16 --out "$OUT/sudoku9-trm-recipe"
+  local b; b=$(best "$OUT/sudoku9/sweep.json")
+  $R sweep configs/sudoku9_trm_cpu.toml --variant "$(bundle "$b")" "${COMMON[@]}" --seeds 0 \
+      --set train.data="$OUT/data/sudoku9" --set train.max_time_s="$LONG_SUDOKU" --set train.eval_interval=200 \
+      --out "$OUT/sudoku9-long"
+}
+
+maze_lane() {
+  $R sweep configs/maze15_trm_cpu.toml --variant "$TRM" --variant "$CONV" --variant "$RSM" --variant "$CGAR" \
+      "${COMMON[@]}" --set train.data="$OUT/data/maze15" --set train.max_time_s="$MIN" --set train.eval_interval=100 \
+      --out "$OUT/maze15"
+  local b; b=$(best "$OUT/maze15/sweep.json")
+  $R sweep configs/maze15_trm_cpu.toml --variant "$(bundle "$b")" "${COMMON[@]}" --seeds 0 \
+      --set train.data="$OUT/data/maze15" --set train.max_time_s="$LONG_MAZE" --set train.eval_interval=200 \
+      --out "$OUT/maze15-long"
+}
+
+sudoku_lane > "$OUT/sudoku.log" 2>&1 &
+S=$!
+maze_lane > "$OUT/maze.log" 2>&1 &
+M=$!
+wait $S; wait $M
+echo "study done: $OUT (python scripts/study_report.py $OUT docs/study.md docs/study.png)"
