@@ -180,7 +180,8 @@ def plot(fig_data: dict, png: Path) -> None:
         ax.set(xlabel="training time (minutes, one thread)", ylabel=ylabel, ylim=(0, 100) if target else (70, 100),
                title={"sudoku9": "9x9 Sudoku", "maze15": "15x15 mazes"}[task] + ("" if target else ": cells"))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     from recursa.display import save_figure
     save_figure(fig, png)
