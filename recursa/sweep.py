@@ -59,8 +59,9 @@ def parse_variants(items: list[str]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def eval_curve(run: Path) -> list[list[float]]:
-    """[[training seconds, held-out exact], ...] from a run's evaluations during training."""
+def eval_curve(run: Path, metrics: tuple[str, ...] = ("exact_accuracy",)) -> list[list]:
+    """[[training seconds, metric, ...], ...] from a run's evaluations during training (a metric the
+    evaluation did not report is None)."""
     path = run / "metrics.jsonl"
     curve = []
     if path.is_file():
@@ -70,12 +71,12 @@ def eval_curve(run: Path) -> list[list[float]]:
             except ValueError:
                 continue
             if "eval/exact_accuracy" in row and "elapsed_s" in row:
-                curve.append([round(float(row["elapsed_s"]), 1), float(row["eval/exact_accuracy"])])
+                curve.append([round(float(row["elapsed_s"]), 1)] + [row.get(f"eval/{m}") for m in metrics])
     return curve
 
 
-RESERVED = {"run", "variant", "curve", "valid_by_step", "wall_s", "seed", "params", "train_steps", "train_s", "eval_steps", "calls_per_puzzle", "exact_accuracy",
-            "valid_rate", "token_accuracy", "exact_by_step", "n"}
+RESERVED = {"run", "variant", "curve", "valid_by_step", "wall_s", "seed", "params", "train_steps", "train_s",
+            "eval_steps", "calls_per_puzzle", "exact_accuracy", "valid_rate", "token_accuracy", "exact_by_step", "n"}
 
 
 def _column(key: str) -> str:

@@ -28,20 +28,10 @@ def load_rows(sweep_dir: Path) -> list[dict]:
     return json.loads(path.read_text())["runs"]
 
 
-def curve(run_dir: Path) -> list[tuple]:
-    """[(training seconds, exact, valid, cells right)] of the evaluations during training."""
-    out = []
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if "eval/exact_accuracy" in r and "elapsed_s" in r:
-                out.append((r["elapsed_s"], r["eval/exact_accuracy"], r.get("eval/valid_rate"),
-                            r.get("eval/token_accuracy")))
-    return out
+def curve(run_dir: Path) -> list[list]:
+    """[[training seconds, exact, valid, cells right], ...] of the evaluations during training."""
+    from recursa.sweep import eval_curve
+    return eval_curve(run_dir, ("exact_accuracy", "valid_rate", "token_accuracy"))
 
 
 def trained_depth(run_dir: Path) -> int:
