@@ -36,7 +36,7 @@ CONFIG_VERSION = 1
 MODEL_LIMITS = {"hidden_size": 65536, "L_layers": 1024, "H_layers": 1024, "baseline_layers": 1024,
                 "H_cycles": 10000, "L_cycles": 10000, "halt_max_steps": 100000, "puzzle_emb_len": 65536,
                 "puzzle_emb_ndim": 65536, "ffn_multiple": 65536, "latents": 64, "conv_swiglu": 64,
-                "grad_cycles": 10000}
+                "conv_mixer": 64, "grad_cycles": 10000}
 MAX_EXPANSION = 64.0
 MAX_BATCH_SIZE = 1 << 20
 MAX_THREADS = 4096
@@ -101,6 +101,16 @@ class ModelConfig:
     #: the forward dtype), or "forward" (forward_dtype; on CPUs without AVX512-BF16 bfloat16 is ~100x
     #: slower than float32).
     conv_dtype: Literal["bfloat16", "forward"] = "bfloat16"
+    #: A local token mixer: a depthwise k x k convolution (k odd) over the puzzle's square grid
+    #: replaces attention (or mlp_t) in every block; 0 = off. The block's channel SwiGLU then mixes
+    #: the channels (the ConvNeXt layout). Why: on mazes a shortest path is a chain of local
+    #: steps, so a mixer that passes information one cell in every direction per application fits
+    #: the problem, and the recursion supplies the depth (H_cycles x (L_cycles + 1) x L_layers
+    #: applications per supervision step); attention and the MLP over tokens must learn that
+    #: locality from data. The issue's probe (issue 13) and the Deep-Thinking recurrent conv nets
+    #: (Schwarzschild et al., 2021) solve mazes this way. Square grids only; not for Sudoku, whose
+    #: constraints are not local. Not in TRM/URM.
+    conv_mixer: int = 0
     #: How many of the last recursion cycles (T) carry gradient: TRM's 1 (full back-propagation
     #: through the last cycle, the earlier ones without gradient); more = deeper back-propagation,
     #: the knob URM's and RSM's truncation studies turn. TRM family only; at most H_cycles.
@@ -157,6 +167,10 @@ class ModelConfig:
             raise RecursaError(f"model.conv_swiglu={self.conv_swiglu} must be >= 0 (a kernel size; 0 = off)")
         if self.conv_2d and self.conv_swiglu % 2 == 0:
             raise RecursaError(f"model.conv_2d needs an odd model.conv_swiglu kernel (3, 5, ...), got {self.conv_swiglu}")
+        if self.conv_mixer < 0 or (self.conv_mixer and self.conv_mixer % 2 == 0):
+            raise RecursaError(f"model.conv_mixer={self.conv_mixer} must be an odd kernel size (3, 5, ...) or 0 (off)")
+        if self.conv_mixer and self.arch == "urm":
+            raise RecursaError("model.conv_mixer: URM's blocks are attention + RoPE; use arch = \"trm\"")
         if self.grad_cycles > 1 and (self.arch not in ("trm", "urm") or self.grad_cycles > self.H_cycles):
             raise RecursaError(f"model.grad_cycles = {self.grad_cycles}: TRM and URM only, and at most H_cycles = "
                                f"{self.H_cycles}")

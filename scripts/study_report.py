@@ -16,8 +16,9 @@ from pathlib import Path
 
 SUDOKU_TARGET = 0.766  # configs/sudoku9_trm_cpu.toml: the CPU-speed issue's 9x9 TRM, 76.6% at its trained 8 steps
 MAZE_TARGET = 0.90     # issue 13: >= 90% valid shortest paths in <= 30 minutes of training
-ORDER = ["trm", "conv", "rsm", "cgar"]
-NAMES = {"trm": "TRM", "conv": "TRM + 2-D ConvSwiGLU", "rsm": "RSM-style", "cgar": "CGAR-style"}
+ORDER = ["trm", "conv", "rsm", "cgar", "convmix"]
+NAMES = {"trm": "TRM", "conv": "TRM + 2-D ConvSwiGLU", "rsm": "RSM-style", "cgar": "CGAR-style",
+         "convmix": "TRM + conv token mixer"}
 
 
 def load_rows(sweep_dir: Path) -> list[dict]:
@@ -58,7 +59,10 @@ def main(out: Path, md: Path, png: Path) -> None:
              "checkpoints are not counted in the training time. Final numbers: all 500 held-out puzzles, "
              "at the trained number of supervision steps and at 16 steps (thinking longer; for RSM-style, "
              "trained with one step of up to 6 cycles, each further step is 6 more cycles); curves: the first 200 "
-             "held-out puzzles at the trained depth, during training.", ""]
+             "held-out puzzles at the trained depth, during training. The methods are the bundles of settings "
+             "named in runs/study_cpu.sh (each documented in recursa/config.py); the conv token mixer "
+             "(model.conv_mixer = 3: a 3x3 depthwise convolution over the grid in place of the token mixer) is "
+             "not a published method but the local mixer the maze probe of issue 13 pointed to.", ""]
     fig_data = {}
     for task, sweep, target_name in (("sudoku9", "sudoku9", "exact"), ("maze15", "maze15", "valid")):
         rows = load_rows(out / sweep)
@@ -94,7 +98,7 @@ def main(out: Path, md: Path, png: Path) -> None:
         fig_data[task] = by_variant
         # the longer runs
         long_rows = []
-        for sub, label in ((f"{sweep}-trm-recipe", "TRM, its full recipe (4000 steps)"), (f"{sweep}-long", "best method, longer")):
+        for sub, label in ((f"{sweep}-trm-recipe", "TRM, its full recipe (4000 steps)"), (f"{sweep}-long", "longer")):
             for r in load_rows(out / sub):
                 run_dir = out / sub / r["run"]
                 depth = trained_depth(run_dir)
@@ -103,7 +107,8 @@ def main(out: Path, md: Path, png: Path) -> None:
                 idx = 1 if target_name == "exact" else 2
                 target = SUDOKU_TARGET if task == "sudoku9" else MAZE_TARGET
                 long_rows.append((label, r, depth, vb, c, first_time(c, idx, target)))
-                fig_data.setdefault(task + "-long", []).append((label, r.get("variant"), c))
+                name = label if "recipe" in label else f"{NAMES.get(r.get('variant'), r.get('variant'))}, longer"
+                fig_data.setdefault(task + "-long", []).append((name, r.get("variant"), c))
         if long_rows:
             target = SUDOKU_TARGET if task == "sudoku9" else MAZE_TARGET
             lines += [f"Longer runs (target: {target_name} >= {100 * target:.1f}%):", "",

@@ -373,6 +373,44 @@ def test_conv_2d_receptive_field_is_the_cells_grid_neighbourhood():
                     DataSpec(vocab_size=6, seq_len=15, num_puzzle_identifiers=3), seed=1)
 
 
+def test_conv_mixer_replaces_the_token_mixer_by_the_cells_grid_neighbourhood():
+    """model.conv_mixer: the block's token mixer is a depthwise k x k convolution over the grid (no
+    attention, no MLP over tokens); one block passes a change in a cell to its k x k neighbours only
+    (the channel SwiGLU after it is per token), so the receptive field grows by k // 2 cells per block."""
+    from recursa.models.layers import Block
+    side, P = 5, 1
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, P + side * side, 16, generator=g)
+    cell = lambda r, c: P + r * side + c  # noqa: E731
+    for k in (3, 5):
+        blk = Block(16, 2, 4.0, P + side * side, False, 1e-5, torch.Generator().manual_seed(1), 8,
+                    mixer_kernel=k, mixer_grid=(P, side))
+        assert not hasattr(blk, "self_attn") and not hasattr(blk, "mlp_t")
+
+        def changed(pos):
+            x2 = x.clone()
+            x2[:, pos] += 1.0
+            with torch.no_grad():
+                diff = (blk(x2, None) - blk(x, None)).abs().amax(dim=(0, 2))
+            return torch.nonzero(diff > 1e-6).flatten().tolist()
+
+        r = k // 2
+        assert changed(cell(2, 2)) == sorted(cell(i, j) for i in range(2 - r, 3 + r) for j in range(2 - r, 3 + r))
+        assert changed(cell(0, 4)) == sorted(cell(i, j) for i in range(0, 1 + r) for j in range(4 - r, 5))  # corner
+        assert changed(0) == [0]  # the prefix token: only itself
+    m = _small(conv_mixer=3, mlp_t=True)  # the conv mixer takes the place of mlp_t too
+    layer = m.inner.L_level.layers[0]
+    assert hasattr(layer, "conv_mixer") and not hasattr(layer, "mlp_t") and layer.conv_mixer.grid == (2, 4)
+    a = _small(conv_mixer=3, mlp_t=True).state_dict()
+    assert all(torch.equal(v, a[k]) for k, v in m.state_dict().items())  # seeded: the same weights again
+    for bad in (2, -1):
+        with pytest.raises(Exception, match="conv_mixer"):
+            ModelConfig(conv_mixer=bad)
+    with pytest.raises(Exception, match="conv_mixer: the puzzle has 15 cells"):
+        build_model(ModelConfig(hidden_size=32, num_heads=2, conv_mixer=3),
+                    DataSpec(vocab_size=6, seq_len=15, num_puzzle_identifiers=3), seed=1)
+
+
 @pytest.mark.parametrize("kw", [{}, {"latents": 2}, {"single_latent": True}])
 def test_grad_cycles_sets_how_many_last_cycles_carry_gradient(kw):
     model = _small(H_cycles=3, L_cycles=2, grad_cycles=2, **kw).train()

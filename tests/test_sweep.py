@@ -116,6 +116,6 @@ def test_study_report_tables_and_plot_from_sweeps(tiny_data, tmp_path):
     assert text.count("**TRM, mean**") == 1 and text.count("**CGAR-style, mean**") == 1
     long_row = json.loads((study / "sudoku9-long" / "sweep.json").read_text())["runs"][0]
     first = long_row["curve"][0][0] / 60
-    assert f"| best method, longer | CGAR-style | 6 |" in text and f"| {first:.1f} min |" in text
+    assert f"| longer | CGAR-style | 6 |" in text and f"| {first:.1f} min |" in text
     assert "## 15x15 mazes" in text and "(not run yet)" in text
     assert png.read_bytes()[:4] == b"\x89PNG"

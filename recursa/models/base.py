@@ -78,14 +78,17 @@ class TokenModel(nn.Module):
     def make_blocks(self, n: int, generator: torch.Generator | None) -> list[Block]:
         c = self.cfg
         grid = None
-        if c.conv_2d:
+        if c.conv_2d or c.conv_mixer:
             side = math.isqrt(self.positions - self.prefix_len)
             if side * side != self.positions - self.prefix_len:
-                raise RecursaError(f"model.conv_2d: the puzzle has {self.positions - self.prefix_len} cells, not a "
-                                   f"square grid; use the 1-D convolution (conv_2d = false)")
+                key = "model.conv_mixer" if c.conv_mixer else "model.conv_2d"
+                hint = "" if c.conv_mixer else "; use the 1-D convolution (conv_2d = false)"
+                raise RecursaError(f"{key}: the puzzle has {self.positions - self.prefix_len} cells, not a "
+                                   f"square grid{hint}")
             grid = (self.prefix_len, side)
         return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,
-                      c.ffn_multiple, c.conv_swiglu, grid, c.conv_dtype)
+                      c.ffn_multiple, c.conv_swiglu, grid if c.conv_2d else None, c.conv_dtype,
+                      c.conv_mixer, grid if c.conv_mixer else None)
                 for _ in range(n)]
 
     def embed(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:

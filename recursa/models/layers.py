@@ -130,6 +130,42 @@ class Attention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(B, S, self.inner))
 
 
+def grid_conv(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Depthwise k x k convolution (k odd, zero padding) of (B, P + side*side, C) over its side x side
+    grid after a P-token prefix; a prefix token has no neighbour and gets the centre tap."""
+    P, side = grid
+    k = w.shape[-1]
+    B, _, C = h.shape
+    g = h[:, P:].reshape(B, side, side, C).permute(0, 3, 1, 2)
+    g = F.conv2d(g, w, b, padding=k // 2, groups=C).permute(0, 2, 3, 1).reshape(B, side * side, C)
+    if not P:
+        return g
+    return torch.cat((h[:, :P] * w[:, 0, k // 2, k // 2] + b, g), dim=1)
+
+
+def _init_depthwise(conv: nn.Module, fan_in: int, generator: torch.Generator | None) -> None:
+    """PyTorch's default init of a depthwise convolution, drawn from our generator."""
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        conv.weight.copy_((torch.rand(conv.weight.shape, generator=generator) * 2 - 1) * bound)
+        conv.bias.copy_((torch.rand(conv.bias.shape, generator=generator) * 2 - 1) * bound)
+
+
+class ConvMixer(nn.Module):
+    """A local token mixer: a depthwise k x k convolution over the puzzle's 2-D grid (see
+    :func:`grid_conv`), in place of attention or the MLP over tokens; channels are mixed by the
+    block's SwiGLU after it (the ConvNeXt / ConvMixer layout)."""
+
+    def __init__(self, hidden: int, kernel: int, grid: tuple[int, int], generator: torch.Generator | None = None):
+        super().__init__()
+        self.grid = grid
+        self.dwconv = nn.Conv2d(hidden, hidden, kernel, groups=hidden, padding=kernel // 2)
+        _init_depthwise(self.dwconv, kernel * kernel, generator)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return grid_conv(h, self.dwconv.weight.to(h.dtype), self.dwconv.bias.to(h.dtype), self.grid)
+
+
 class SwiGLU(nn.Module):
     """SwiGLU over the last axis of width ``n`` (gate first in ``gate_up_proj``).
 
@@ -161,26 +197,17 @@ class SwiGLU(nn.Module):
             else:
                 self.dwconv = nn.Conv2d(inter, inter, conv_kernel, groups=inter, padding=conv_kernel // 2)
                 fan_in = conv_kernel * conv_kernel
-            bound = 1.0 / math.sqrt(fan_in)  # PyTorch's default for a depthwise conv, drawn from our generator
-            with torch.no_grad():
-                self.dwconv.weight.copy_((torch.rand(self.dwconv.weight.shape, generator=generator) * 2 - 1) * bound)
-                self.dwconv.bias.copy_((torch.rand(inter, generator=generator) * 2 - 1) * bound)
+            _init_depthwise(self.dwconv, fan_in, generator)
 
     def _conv(self, h: torch.Tensor) -> torch.Tensor:
         """The depthwise convolution of (B, L, C) -> (B, L, C), in h's dtype."""
         w, b = self.dwconv.weight.to(h.dtype), self.dwconv.bias.to(h.dtype)
-        k = self.conv_kernel
         if self.conv_grid is None:
+            k = self.conv_kernel
             L = h.shape[-2]
             c = F.conv1d(h.transpose(-1, -2), w, b, padding=k // 2, groups=h.shape[-1])
             return c[..., :L].transpose(-1, -2)
-        P, side = self.conv_grid
-        B, _, C = h.shape
-        g = h[:, P:].reshape(B, side, side, C).permute(0, 3, 1, 2)
-        g = F.conv2d(g, w, b, padding=k // 2, groups=C).permute(0, 2, 3, 1).reshape(B, side * side, C)
-        if not P:
-            return g
-        return torch.cat((h[:, :P] * w[:, 0, k // 2, k // 2] + b, g), dim=1)
+        return grid_conv(h, w, b, self.conv_grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = fused.swiglu(self.gate_up_proj(x))
@@ -198,21 +225,28 @@ class Block(nn.Module):
     """Post-norm block: token mixer (attention, or SwiGLU over the token axis) then channel SwiGLU.
 
     With ``mlp_t`` the token mixer normalises over the *sequence* axis, as the official code does.
+    With ``mixer_kernel`` (and ``mixer_grid``) the token mixer is a :class:`ConvMixer`.
     """
 
     def __init__(self, hidden: int, num_heads: int, expansion: float, seq_positions: int,
                  mlp_t: bool, eps: float, generator: torch.Generator | None = None, ffn_multiple: int = 256,
-                 conv_kernel: int = 0, conv_grid: tuple[int, int] | None = None, conv_dtype: str = "bfloat16"):
+                 conv_kernel: int = 0, conv_grid: tuple[int, int] | None = None, conv_dtype: str = "bfloat16",
+                 mixer_kernel: int = 0, mixer_grid: tuple[int, int] | None = None):
         super().__init__()
         self.eps = eps
-        if mlp_t:
+        if mixer_kernel:
+            assert mixer_grid is not None
+            self.conv_mixer = ConvMixer(hidden, mixer_kernel, mixer_grid, generator)
+        elif mlp_t:
             self.mlp_t = SwiGLU(seq_positions, expansion, generator, ffn_multiple)
         else:
             self.self_attn = Attention(hidden, num_heads, generator)
         self.mlp = SwiGLU(hidden, expansion, generator, ffn_multiple, conv_kernel, conv_grid, conv_dtype)
 
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
-        if hasattr(self, "mlp_t"):
+        if hasattr(self, "conv_mixer"):
+            h = fused.add_rms_norm(h, self.conv_mixer(h), self.eps)
+        elif hasattr(self, "mlp_t"):
             t = h.transpose(1, 2)  # (B, D, S)
             h = fused.add_rms_norm(t, self.mlp_t(t), self.eps).transpose(1, 2)
         else:
