@@ -263,6 +263,11 @@ class TrainConfig:
     #: restart) and go on; costs one host sync per step; stops after `max_nonfinite_skips`
     #: skipped steps in a row.
     on_nonfinite: Literal["stop", "skip_step"] = "stop"
+    #: Clip the gradient of the network weights to this global L2 norm before the optimiser step
+    #: (torch.nn.utils.clip_grad_norm_, on the device: no host sync); 0 = off, as the official
+    #: TRM/HRM/URM code. RSM (navidivan/rsm) clips at 1.0. The sparse puzzle-embedding rows
+    #: (sign-SGD) are not clipped: their update ignores the gradient's size.
+    grad_clip: float = 0.0
     #: With on_nonfinite = "skip_step": consecutive skipped steps after which the run stops.
     max_nonfinite_skips: int = 20
     #: Loss weight of supervision step s (1-based) of a puzzle: step_weights ** (s - 1). 1.0 = every
@@ -304,6 +309,8 @@ class TrainConfig:
             raise RecursaError(f"train.eval_interval={self.eval_interval} must be >= -1 (-1 = never, 0 = only at the end)")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise RecursaError(f"train.lr_min_ratio={self.lr_min_ratio} must be in [0, 1]")
+        if not (self.grad_clip >= 0 and math.isfinite(self.grad_clip)):
+            raise RecursaError(f"train.grad_clip={self.grad_clip} must be a finite norm >= 0 (0 = off)")
         if not 0.0 < self.step_weights <= 1.0:
             raise RecursaError(f"train.step_weights={self.step_weights} must be in (0, 1] (CGAR: 0.7)")
         cur = self.depth_curriculum

@@ -157,7 +157,8 @@ def _milestones(curriculum, start, index):
 def test_rsm_recipes_match_the_published_readme_commands(name):
     """navidivan/rsm README commands over config/cfg_pretrain.yaml + config/arch/rsm.yaml: TRM's
     recursion, one supervision step, the depth grown at the published milestones (percent + 0.1),
-    AdamATan2 (0.8, 0.9), lr 1e-3 cosine to 0.02 after 2000 warm-up steps, EMA 0.999, stablemax."""
+    AdamATan2 (0.8, 0.9), lr 1e-3 cosine to 0.02 after 2000 warm-up steps, EMA 0.999, stablemax,
+    gradient clipping at norm 1.0."""
     cfg = config.load(REPO / "configs" / f"{name}.toml")
     m, t = cfg.model, cfg.train
     h_points, h_end = _milestones(t.depth_curriculum, 2, 1)
@@ -178,6 +179,7 @@ def test_rsm_recipes_match_the_published_readme_commands(name):
         ("trm", 1, 512, 8, 16, "bfloat16")
     assert (t.optimizer, t.beta1, t.beta2, t.lr, t.lr_warmup_steps, t.lr_min_ratio, t.ema, t.ema_rate, t.loss) == \
         ("adam_atan2", 0.8, 0.9, 1e-3, 2000, 0.02, True, 0.999, "stablemax")
+    assert t.grad_clip == 1.0  # pretrain.py grad_clip_norm
     script = (REPO / "runs" / f"{name}.sh").read_text()
     assert f"recursa train configs/{name}.toml" in script
     assert f"--out {t.data}" in script and f"recursa eval runs/{name} --data {t.data}" in script

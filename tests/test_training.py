@@ -264,3 +264,28 @@ def test_a_time_budget_counts_training_time_only_and_runs_the_cosine_over_it(tin
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # decaying with time after the warm-up
     curve = [r for r in rows if "eval/exact_accuracy" in r]
     assert all("elapsed_s" in r for r in curve)  # the accuracy-time curve (recursa sweep reads it)
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_grad_clip_bounds_the_global_gradient_norm_at_the_optimiser_step(tiny_data, tmp_path, clip):
+    """train.grad_clip (RSM: 1.0): the optimiser sees the network's gradient scaled to that global
+    L2 norm when it is larger, unchanged otherwise; 0 (the official code) leaves it as it is."""
+    from recursa.device import to_device
+    cfg = tiny_config(tiny_data, tmp_path / "run", steps=4, grad_clip=clip)
+    tr = Trainer(cfg, progress=False, log=lambda *a: None)
+    seen = []
+    step = tr.opt.step
+    tr.opt.step = lambda *a, **k: seen.append(float(torch.linalg.vector_norm(torch.stack(
+        [torch.linalg.vector_norm(p.grad) for p in tr.model.parameters() if p.grad is not None])))) or step(*a, **k)
+    for _ in range(4):
+        tr.train_step(to_device(tr.sampler.next_batch(), tr.device))
+    tr.close()
+    assert len(seen) == 4
+    if clip:
+        assert all(n == pytest.approx(clip, rel=1e-4) for n in seen)  # these gradients are far above 0.05
+    else:
+        assert all(n > 0.05 for n in seen)
+    from recursa import config
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(Exception, match="train.grad_clip"):
+            config.replace(cfg, train={"grad_clip": bad})

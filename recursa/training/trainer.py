@@ -1,7 +1,8 @@
 """The training loop: one ACT supervision step per optimizer step, with carry streaming.
 
 Per step: the sampler's next batch refills the rows whose puzzle halted; the model runs one
-supervision step; loss / batch_size is back-propagated (no clipping, as in the official code);
+supervision step; loss / batch_size is back-propagated (no clipping, as in the official code, unless
+``train.grad_clip``);
 AdamATan2 (or AdamW) updates the network, sign-SGD the touched puzzle-embedding rows; the EMA is
 updated. Metrics stay on the device and are read (one host sync) only every ``log_interval``.
 
@@ -139,6 +140,7 @@ class Trainer:
         if t.compile:
             self.net = torch.compile(self.net)
         params = list(self.model.parameters())
+        self.clip_params = [p for p in params if p.requires_grad]
         if t.optimizer == "adam_atan2":
             self.opt = AdamATan2(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
         elif t.optimizer == "muon":
@@ -466,6 +468,8 @@ class Trainer:
         else:  # remember the first bad step on the device; checked at log intervals and before saving
             self.bad_step = torch.where((self.bad_step < 0) & ~finite, self.step, self.bad_step)
         (loss / self.local_batch).backward()  # distributed: the all-reduce averages over ranks
+        if t.grad_clip > 0:  # after the all-reduce: every rank clips the same averaged gradient
+            torch.nn.utils.clip_grad_norm_(self.clip_params, t.grad_clip, foreach=True)
         lr_scale = self._lr_scale(self.step)
         for group in self.opt.param_groups:
             group["lr"] = t.lr * lr_scale
