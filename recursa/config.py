@@ -77,6 +77,22 @@ class ModelConfig:
     #: Q-learning halting (HRM paper; TRM `no_ACT_continue=False`): halt when q_halt > q_continue
     #: and train q_continue on a target from an extra no-grad step. False: halt when q_halt > 0.
     q_continue: bool = False
+    #: Training rows also halt before N_sup when the q head says so (step 3 of recursa/models/act.py;
+    #: the official rule, and what frees batch rows for new puzzles). False: every training row runs
+    #: all halt_max_steps supervision steps; the q head is still trained (evaluate with --adaptive to
+    #: use it). Not in the papers: with early halting a solved puzzle leaves the batch, so the model
+    #: is never trained to *hold* a solved answer, and evaluation at a fixed depth runs it past the
+    #: point where it stopped being trained. On 15x15 mazes (docs/study.md) a TRM + 2-D ConvSwiGLU
+    #: run scored 33% valid at 8 fixed steps and 51% halting on its q head: the answer it had found
+    #: drifted away in the later steps.
+    early_halt: bool = True
+    #: The halting head reads a detached copy of the state: its loss trains the head alone and sends
+    #: no gradient into the recursion (official: it does). Not in the papers. The head starts at zero
+    #: weights, so its pull on the blocks grows as it learns; on 15x15 mazes (TRM + 2-D ConvSwiGLU
+    #: without early halting, 32,000 mazes, 30 min on 2 threads) the token loss rose from 0.19 to 0.23
+    #: after the held-out valid rate peaked at 57% and the rate fell to 42%; with the head detached
+    #: the token loss kept falling and the rate held, 55% at the end (61% at 16 steps).
+    halt_detach: bool = False
     #: TRM single-latent ablation (official ``trm_singlez``): one state z, updated n times as
     #: z <- f(z + x) and then once as z <- f(z) per cycle; heads read z. TRM only.
     single_latent: bool = False

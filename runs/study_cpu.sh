@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The methods since TRM, side by side on CPU (issue 13; results in docs/study.md):
-#   TRM, TRM + 2-D ConvSwiGLU, RSM-style, CGAR-style training and TRM with a conv token mixer, on
-#   generated 9x9 Sudoku and generated 15x15 mazes with long shortest paths, every run 6 minutes of
-#   training on one thread, 2 seeds; then the best Sudoku method 12 minutes, beside plain TRM's
-#   full 9x9 recipe, and both grid-convolution methods 30 minutes on mazes.
+#   TRM, TRM + 2-D ConvSwiGLU, RSM-style, CGAR-style training and TRM with a conv token mixer (and
+#   TRM without early halting on Sudoku), on generated 9x9 Sudoku and generated 15x15 mazes with
+#   long shortest paths, every run 6 minutes of training on one thread, 2 seeds; then the best
+#   Sudoku method 12 minutes, beside plain TRM's full 9x9 recipe, and on mazes the grid-convolution
+#   methods 30 minutes (with and without early halting).
 # Two lanes (Sudoku, maze) run at once, one thread each: the 2 cores are both busy and every run
 # gets the same machine share. Resumable: run it again and finished runs are kept, an interrupted
-# one continues from its checkpoint. About 2.5 hours on a 2-core CPU.
+# one continues from its checkpoint. About 2.75 hours on a 2-core CPU.
 #   bash runs/study_cpu.sh [OUT]          (default runs/study)
 # Then: python scripts/study_report.py OUT docs/study.md docs/study.png
 set -euo pipefail
@@ -31,6 +32,11 @@ RSM="rsm=model.halt_max_steps=1;model.H_cycles=6;model.L_cycles=3;train.depth_cu
 CGAR="cgar=train.depth_curriculum=[[0.0,1,1],[0.3,1,2],[0.6,2,2]];train.step_weights=0.7"
 # A local token mixer: a 3x3 depthwise convolution over the grid in place of attention / the MLP over tokens
 CONVMIX="convmix=model.conv_mixer=3"
+# Not a published method: no early halting in training (every row runs all supervision steps, so the
+# model is trained to hold an answer it has found; recursa/config.py model.early_halt), alone on
+# Sudoku and with the 2-D ConvSwiGLU in the long maze runs
+NOHALT="nohalt=model.early_halt=false"
+CONVNH="conv-nohalt=${CONV#conv=};model.early_halt=false"
 COMMON=(--set train.steps=0 --set train.num_threads=1 --set train.checkpoint_interval=500 --set eval.limit=200
         --seeds 0,1 --eval-steps 16)
 
@@ -39,10 +45,11 @@ best() {  # the variant with the highest mean held-out exact accuracy in a sweep
 for r in json.load(open(sys.argv[1]))["runs"]: d[r["variant"]].append((r["exact_accuracy"], r["valid_rate"] or 0, r["token_accuracy"]))
 print(max(d, key=lambda k: tuple(sum(x[i] for x in d[k]) / len(d[k]) for i in range(3))))' "$1"
 }
-bundle() { for v in "$TRM" "$CONV" "$RSM" "$CGAR" "$CONVMIX"; do [ "${v%%=*}" = "$1" ] && echo "$v"; done; }
+bundle() { for v in "$TRM" "$CONV" "$RSM" "$CGAR" "$CONVMIX" "$NOHALT" "$CONVNH"; do [ "${v%%=*}" = "$1" ] && echo "$v"; done; }
 
 sudoku_lane() {
   $R sweep configs/sudoku9_trm_cpu.toml --variant "$TRM" --variant "$CONV" --variant "$RSM" --variant "$CGAR" --variant "$CONVMIX" \
+      --variant "$NOHALT" \
       "${COMMON[@]}" --set train.data="$OUT/data/sudoku9" --set train.max_time_s="$MIN" --set train.eval_interval=200 \
       --out "$OUT/sudoku9"
   # plain TRM's full 9x9 recipe (4000 steps) on one thread: the time it needs to reach its accuracy
@@ -60,8 +67,8 @@ maze_lane() {
       --out "$OUT/maze15"
   # Longer: both grid-convolution methods (the 6-minute ranking of these two flips by 30 minutes, see
   # docs/study.md), and the best method of the 6-minute runs if it is another one.
-  local b v=(--variant "$CONV" --variant "$CONVMIX"); b=$(best "$OUT/maze15/sweep.json")
-  case "$b" in conv|convmix) ;; *) v+=(--variant "$(bundle "$b")");; esac
+  local b v=(--variant "$CONV" --variant "$CONVMIX" --variant "$CONVNH"); b=$(best "$OUT/maze15/sweep.json")
+  case "$b" in conv|convmix|conv-nohalt) ;; *) v+=(--variant "$(bundle "$b")");; esac
   $R sweep configs/maze15_trm_cpu.toml "${v[@]}" "${COMMON[@]}" --seeds 0 \
       --set train.data="$OUT/data/maze15" --set train.max_time_s="$LONG_MAZE" --set train.eval_interval=200 \
       --out "$OUT/maze15-long"

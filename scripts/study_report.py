@@ -16,9 +16,10 @@ from pathlib import Path
 
 SUDOKU_TARGET = 0.766  # configs/sudoku9_trm_cpu.toml: the CPU-speed issue's 9x9 TRM, 76.6% at its trained 8 steps
 MAZE_TARGET = 0.90     # issue 13: >= 90% valid shortest paths in <= 30 minutes of training
-ORDER = ["trm", "conv", "rsm", "cgar", "convmix"]
+ORDER = ["trm", "conv", "rsm", "cgar", "convmix", "nohalt", "conv-nohalt"]
 NAMES = {"trm": "TRM", "conv": "TRM + 2-D ConvSwiGLU", "rsm": "RSM-style", "cgar": "CGAR-style",
-         "convmix": "TRM + conv token mixer"}
+         "convmix": "TRM + conv token mixer", "nohalt": "TRM, no early halting",
+         "conv-nohalt": "TRM + 2-D ConvSwiGLU, no early halting"}
 
 
 def load_rows(sweep_dir: Path) -> list[dict]:
@@ -46,6 +47,15 @@ def first_time(points, index: int, target: float) -> float | None:
     return None
 
 
+def peak(points, index: int) -> str:
+    """The best value on a training curve and when it came: "53.0 at 24.6 min"."""
+    pts = [p for p in points if p[index] is not None]
+    if not pts:
+        return "-"
+    best = max(pts, key=lambda p: p[index])
+    return f"{100 * best[index]:.1f} at {best[0] / 60:.1f} min"
+
+
 def pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
@@ -62,7 +72,10 @@ def main(out: Path, md: Path, png: Path) -> None:
              "held-out puzzles at the trained depth, during training. The methods are the bundles of settings "
              "named in runs/study_cpu.sh (each documented in recursa/config.py); the conv token mixer "
              "(model.conv_mixer = 3: a 3x3 depthwise convolution over the grid in place of the token mixer) is "
-             "not a published method but the local mixer the maze probe of issue 13 pointed to.", ""]
+             "not a published method but the local mixer the maze probe of issue 13 pointed to; nor is "
+             "\"no early halting\" (model.early_halt = false: every training row runs all its supervision "
+             "steps instead of leaving the batch when the halting head says it is done, so the model is "
+             "trained to hold an answer it has found, which evaluation at a fixed depth asks of it).", ""]
     fig_data = {}
     for task, sweep, target_name in (("sudoku9", "sudoku9", "exact"), ("maze15", "maze15", "valid")):
         rows = load_rows(out / sweep)
@@ -106,7 +119,7 @@ def main(out: Path, md: Path, png: Path) -> None:
                 c = curve(run_dir)
                 idx = 1 if target_name == "exact" else 2
                 target = SUDOKU_TARGET if task == "sudoku9" else MAZE_TARGET
-                long_rows.append((label, r, depth, vb, c, first_time(c, idx, target)))
+                long_rows.append((label, r, depth, vb, c, first_time(c, idx, target), idx))
                 name = label if "recipe" in label else f"{NAMES.get(r.get('variant'), r.get('variant'))}, longer"
                 fig_data.setdefault(task + "-long", []).append((name, r.get("variant"), c))
         if long_rows:
@@ -114,13 +127,14 @@ def main(out: Path, md: Path, png: Path) -> None:
             lines += [f"Longer runs (target: {target_name} >= {100 * target:.1f}%):", "",
                       f"| run | method | steps | training | exact @ trained | exact @ {deep} | valid @ trained | "
                       f"valid @ {deep} | cells right @ {deep} | "
-                      f"first reached the target (200-puzzle curve) |", "|---|---|---|---|---|---|---|---|---|---|"]
-            for label, r, depth, vb, c, t in long_rows:
+                      f"first reached the target (200-puzzle curve) | best on the curve |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+            for label, r, depth, vb, c, t, idx in long_rows:
                 lines.append(f"| {label} | {NAMES.get(r.get('variant'), r.get('variant'))} | {r['train_steps']} | "
                              f"{r['train_s'] / 60:.1f} min | {pct(r['exact_by_step'][depth - 1])} | "
                              f"{pct(r['exact_by_step'][-1])} | {pct(vb[depth - 1] if vb else None)} | "
                              f"{pct(vb[-1] if vb else None)} | {pct(r['token_accuracy'])} | "
-                             f"{'not reached' if t is None else f'{t / 60:.1f} min'} |")
+                             f"{'not reached' if t is None else f'{t / 60:.1f} min'} | {peak(c, idx)} |")
             lines.append("")
     md.write_text("\n".join(lines) + "\n")
     plot(fig_data, png)

@@ -150,6 +150,49 @@ def test_training_halting_and_exploration():
             assert carry.halted.all() == (k == 4)
 
 
+@pytest.mark.parametrize("q_continue", [False, True])
+def test_without_early_halt_every_training_row_runs_all_steps(q_continue):
+    """model.early_halt = false: the q head says halt on every row at every step, yet training rows
+    halt only at halt_max_steps; the q head still gets its loss (and the continue target)."""
+    from recursa.training.losses import act_loss
+    model = _small(halt_max_steps=4, halt_exploration_prob=0.0, early_halt=False, q_continue=q_continue).train()
+    with torch.no_grad():
+        model.inner.q_head.bias.copy_(torch.tensor([5.0, -5.0]))  # q_halt > 0 and > q_continue everywhere
+    batch = _rand_batch()
+    carry = model.initial_carry(batch)
+    for k in range(1, 5):
+        carry, out = model(carry, batch)
+        assert carry.steps.tolist() == [k] * 4 and carry.halted.all() == (k == 4)
+    assert ("target_q_continue" in out) == q_continue
+    loss, m = act_loss(out, carry.data["labels"], carry.halted, carry.steps)
+    loss.backward()
+    assert model.inner.q_head.weight.grad.abs().sum() > 0
+    # The same model with the official rule halts every row after one step.
+    model.early_halt = True
+    carry, _ = model(model.initial_carry(batch), batch)
+    assert carry.halted.all() and carry.steps.tolist() == [1] * 4
+
+
+@pytest.mark.parametrize("arch", ["trm", "hrm"])
+def test_halt_detach_keeps_the_halting_loss_out_of_the_recursion(arch):
+    """model.halt_detach: the halting logits' gradient reaches the q head and nothing else; the
+    answer is unchanged; without it (official) the network under the head gets gradient too."""
+    batch = _rand_batch()
+    outs = {}
+    for detach in (False, True):
+        model = _small(arch=arch, H_layers=1, halt_detach=detach).train()
+        with torch.no_grad():  # the head starts at zero weights (official): give it some, seeded
+            model.inner.q_head.weight.copy_(torch.randn(model.inner.q_head.weight.shape,
+                                                        generator=torch.Generator().manual_seed(0)))
+        carry, out = model(model.initial_carry(batch), batch)
+        (out["q_halt_logits"].sum() + out["q_continue_logits"].sum()).backward()
+        got = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        outs[detach] = (got, out["logits"].detach(), out["q_halt_logits"].detach())
+    assert outs[True][0] == {"inner.q_head.weight", "inner.q_head.bias"}
+    assert outs[False][0] > outs[True][0]  # the official head steers the blocks under it
+    assert torch.equal(outs[True][1], outs[False][1]) and torch.equal(outs[True][2], outs[False][2])
+
+
 def test_halted_rows_take_new_data_and_others_keep_theirs():
     model = _small().eval()
     a, b = _rand_batch(), _rand_batch()

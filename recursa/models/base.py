@@ -109,7 +109,8 @@ class TokenModel(nn.Module):
     def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits (B, L, V), q_halt (B,), q_continue (B,)); q read at position 0, in float32."""
         logits = self.lm_head(z_H)[:, self.prefix_len:]
-        q = self.q_head(z_H[:, 0]).float()
+        q_in = z_H[:, 0].detach() if self.cfg.halt_detach else z_H[:, 0]
+        q = self.q_head(q_in).float()
         return logits, q[..., 0], q[..., 1]
 
 
