@@ -91,7 +91,9 @@ class ModelConfig:
     #: weights, so its pull on the blocks grows as it learns; on 15x15 mazes (TRM + 2-D ConvSwiGLU
     #: without early halting, 32,000 mazes, 30 min on 2 threads) the token loss rose from 0.19 to 0.23
     #: after the held-out valid rate peaked at 57% and the rate fell to 42%; with the head detached
-    #: the token loss kept falling and the rate held, 55% at the end (61% at 16 steps).
+    #: the token loss kept falling and the rate held, 55% at the end (61% at 16 steps). On 9x9 Sudoku
+    #: with CGAR + Muon (configs/sudoku9_cgar_muon_cpu.toml, 7.6 min, 1 thread, 500 held-out puzzles)
+    #: it lifted seed 1 from 52.6% to 83.4% exact at 8 steps (seed 0: 70.8% -> 81.0%).
     halt_detach: bool = False
     #: TRM single-latent ablation (official ``trm_singlez``): one state z, updated n times as
     #: z <- f(z + x) and then once as z <- f(z) per cycle; heads read z. TRM only.

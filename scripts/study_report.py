@@ -16,10 +16,11 @@ from pathlib import Path
 
 SUDOKU_TARGET = 0.766  # configs/sudoku9_trm_cpu.toml: the CPU-speed issue's 9x9 TRM, 76.6% at its trained 8 steps
 MAZE_TARGET = 0.90     # issue 13: >= 90% valid shortest paths in <= 30 minutes of training
-ORDER = ["trm", "conv", "rsm", "cgar", "convmix", "nohalt", "conv-nohalt"]
+ORDER = ["trm", "conv", "rsm", "cgar", "convmix", "nohalt", "conv-nohalt", "detach", "cgar-muon"]
 NAMES = {"trm": "TRM", "conv": "TRM + 2-D ConvSwiGLU", "rsm": "RSM-style", "cgar": "CGAR-style",
          "convmix": "TRM + conv token mixer", "nohalt": "TRM, no early halting",
-         "conv-nohalt": "TRM + 2-D ConvSwiGLU, no early halting"}
+         "conv-nohalt": "TRM + 2-D ConvSwiGLU, no early halting", "detach": "TRM, detached halting head",
+         "cgar-muon": "CGAR + Muon, detached halting head"}
 
 
 def load_rows(sweep_dir: Path) -> list[dict]:
@@ -75,7 +76,10 @@ def main(out: Path, md: Path, png: Path) -> None:
              "not a published method but the local mixer the maze probe of issue 13 pointed to; nor is "
              "\"no early halting\" (model.early_halt = false: every training row runs all its supervision "
              "steps instead of leaving the batch when the halting head says it is done, so the model is "
-             "trained to hold an answer it has found, which evaluation at a fixed depth asks of it).", ""]
+             "trained to hold an answer it has found, which evaluation at a fixed depth asks of it), nor is the "
+             "\"detached halting head\" (model.halt_detach = true: the halting head reads a detached copy of the "
+             "state, so its loss trains the head only and does not pull on the recursion). CGAR + Muon is CGAR's "
+             "curriculum and step weights trained with Muon (URM's optimiser) instead of AdamATan2.", ""]
     fig_data = {}
     for task, sweep, target_name in (("sudoku9", "sudoku9", "exact"), ("maze15", "maze15", "valid")):
         rows = load_rows(out / sweep)
@@ -119,8 +123,10 @@ def main(out: Path, md: Path, png: Path) -> None:
                 c = curve(run_dir)
                 idx = 1 if target_name == "exact" else 2
                 target = SUDOKU_TARGET if task == "sudoku9" else MAZE_TARGET
+                if "recipe" not in label:
+                    label = f"longer, seed {r['seed']}"
                 long_rows.append((label, r, depth, vb, c, first_time(c, idx, target), idx))
-                name = label if "recipe" in label else f"{NAMES.get(r.get('variant'), r.get('variant'))}, longer"
+                name = label if "recipe" in label else f"{NAMES.get(r.get('variant'), r.get('variant'))}, {label}"
                 fig_data.setdefault(task + "-long", []).append((name, r.get("variant"), c))
         if long_rows:
             target = SUDOKU_TARGET if task == "sudoku9" else MAZE_TARGET
@@ -136,6 +142,10 @@ def main(out: Path, md: Path, png: Path) -> None:
                              f"{pct(vb[-1] if vb else None)} | {pct(r['token_accuracy'])} | "
                              f"{'not reached' if t is None else f'{t / 60:.1f} min'} | {peak(c, idx)} |")
             lines.append("")
+            recipe_t = [t for label, *_, t, _ in long_rows if "recipe" in label and t is not None]
+            if recipe_t:
+                lines += [f"TRM's full recipe first reached the target after {recipe_t[0] / 60:.1f} minutes of training; "
+                          f"half of that is {recipe_t[0] / 120:.1f} minutes.", ""]
     md.write_text("\n".join(lines) + "\n")
     plot(fig_data, png)
     print(f"wrote {md} and {png}")
@@ -160,7 +170,8 @@ def plot(fig_data: dict, png: Path) -> None:
             pts = [(p[0] / 60, 100 * p[idx]) for p in c if p[idx] is not None]
             if pts:
                 colour = f"C{ORDER.index(v)}" if v in ORDER and "recipe" not in label else "k"
-                ax.plot(*zip(*pts), color=colour, lw=2.4, alpha=0.7, label=label)
+                ax.plot(*zip(*pts), color=colour, lw=2.4, alpha=0.7, label=label,
+                        ls="--" if "seed" in label and "seed 0" not in label else "-")
         if target is not None:
             ax.axhline(100 * target, color="grey", lw=0.8, ls=":")
         ax.set(xlabel="training time (minutes, one thread)", ylabel=ylabel, ylim=(0, 100) if target else (70, 100),

@@ -199,3 +199,24 @@ def test_cgar_recipe_is_trm_mlp_plus_cgar_curriculum_and_step_weights():
     assert cgar["train"]["depth_curriculum"][-1][1:] == [cgar["model"]["H_cycles"], cgar["model"]["L_cycles"]]
     script = (REPO / "runs" / "cgar_sudoku.sh").read_text()
     assert "recursa train configs/cgar_sudoku.toml" in script and f"--out {cgar['train']['data']}" in script
+
+
+def test_sudoku9_cgar_muon_recipe_is_the_studys_bundle_on_the_9x9_trm_recipe():
+    """configs/sudoku9_cgar_muon_cpu.toml is configs/sudoku9_trm_cpu.toml plus exactly the settings of
+    the study's "cgar-muon" bundle (runs/study_cpu.sh), over the study's 7.6-minute time budget."""
+    import re
+    script = (REPO / "runs" / "study_cpu.sh").read_text()
+    cgar = re.search(r'^CGAR="cgar=(.*)"$', script, re.M).group(1)
+    bundle = re.search(r'^CGARMUON="cgar-muon=\$\{CGAR#cgar=\};(.*)"$', script, re.M).group(1)
+    settings = dict(s.split("=", 1) for s in f"{cgar};{bundle}".split(";"))
+    long_s = float(re.search(r"^LONG_SUDOKU=\$\{STUDY_LONG_SUDOKU_S:-(\d+)\}$", script, re.M).group(1))
+    trm = config.to_dict(config.load(REPO / "configs" / "sudoku9_trm_cpu.toml"))
+    fast = config.to_dict(config.load(REPO / "configs" / "sudoku9_cgar_muon_cpu.toml"))
+    changed = {f"{section}.{k}" for section in ("model", "train", "eval")
+               for k in trm[section] if trm[section][k] != fast[section][k]}
+    assert changed == set(settings) | {"train.out", "train.steps", "train.max_time_s", "train.eval_interval"}
+    for key, value in settings.items():
+        section, k = key.split(".")
+        want = json.loads(value) if value[0] in "[0123456789" or value in ("true", "false") else value
+        assert fast[section][k] == want, key
+    assert fast["train"]["steps"] == 0 and fast["train"]["max_time_s"] == long_s == 456

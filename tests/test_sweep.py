@@ -99,6 +99,8 @@ def test_study_report_tables_and_plot_from_sweeps(tiny_data, tmp_path):
                  "--seeds", "0,1", "--eval-steps", "4", "--out", str(study / "sudoku9"), "--eval-limit", "10"]) == 0
     assert main(["sweep", str(recipe), "--variant", "cgar=train.step_weights=0.7", "--eval-steps", "4",
                  "--out", str(study / "sudoku9-long"), "--eval-limit", "10"]) == 0
+    assert main(["sweep", str(recipe), "--variant", "trm=", "--eval-steps", "4",
+                 "--out", str(study / "sudoku9-trm-recipe"), "--eval-limit", "10"]) == 0
     spec = importlib.util.spec_from_file_location("study_report", REPO / "scripts" / "study_report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
@@ -116,6 +118,9 @@ def test_study_report_tables_and_plot_from_sweeps(tiny_data, tmp_path):
     assert text.count("**TRM, mean**") == 1 and text.count("**CGAR-style, mean**") == 1
     long_row = json.loads((study / "sudoku9-long" / "sweep.json").read_text())["runs"][0]
     first = long_row["curve"][0][0] / 60
-    assert f"| longer | CGAR-style | 6 |" in text and f"| {first:.1f} min |" in text
+    assert f"| longer, seed 0 | CGAR-style | 6 |" in text and f"| {first:.1f} min |" in text
+    recipe_first = json.loads((study / "sudoku9-trm-recipe" / "sweep.json").read_text())["runs"][0]["curve"][0][0]
+    assert (f"TRM's full recipe first reached the target after {recipe_first / 60:.1f} minutes of training; "
+            f"half of that is {recipe_first / 120:.1f} minutes.") in text
     assert "## 15x15 mazes" in text and "(not run yet)" in text
     assert png.read_bytes()[:4] == b"\x89PNG"
