@@ -123,10 +123,9 @@ def main(out: Path, md: Path, png: Path) -> None:
                 c = curve(run_dir)
                 idx = 1 if target_name == "exact" else 2
                 target = SUDOKU_TARGET if task == "sudoku9" else MAZE_TARGET
-                if "recipe" not in label:
-                    label = f"longer, seed {r['seed']}"
-                long_rows.append((label, r, depth, vb, c, first_time(c, idx, target), idx))
-                name = label if "recipe" in label else f"{NAMES.get(r.get('variant'), r.get('variant'))}, {label}"
+                row = label if "recipe" in label else f"{label}, seed {r['seed']}"
+                long_rows.append((row, r, depth, vb, c, first_time(c, idx, target), idx))
+                name = row if "recipe" in label else f"{NAMES.get(r.get('variant'), r.get('variant'))}, {row}"
                 fig_data.setdefault(task + "-long", []).append((name, r.get("variant"), c))
         if long_rows:
             target = SUDOKU_TARGET if task == "sudoku9" else MAZE_TARGET
