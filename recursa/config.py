@@ -113,7 +113,9 @@ class ModelConfig:
     #: neighbours are a whole row away, so URM's 1-D kernel (k = 2) mixes only left-right neighbours
     #: (and wraps across row ends); on a maze, where a path continues up or down as often as
     #: sideways, the 2-D kernel propagates reachability one cell in every direction per
-    #: application. Square grids only (Sudoku, mazes, ARC's 30x30 canvas). Not in URM.
+    #: application. Square grids only (Sudoku, mazes, ARC's 30x30 canvas). Not in URM. On the
+    #: generated mazes, where one maze step is two grid cells (wall cells between), k = 5 reaches a
+    #: whole step and beat k = 3 and k = 7 in 30-minute runs (README, configs/maze15_conv_muon_cpu.toml).
     conv_2d: bool = False
     #: Arithmetic of the convolution, its SiLU and down_proj: "bfloat16" as official URM (whatever
     #: the forward dtype), or "forward" (forward_dtype; on CPUs without AVX512-BF16 bfloat16 is ~100x

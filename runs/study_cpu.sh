@@ -5,10 +5,11 @@
 #   detached halting head), on generated 9x9 Sudoku and generated 15x15 mazes with long shortest
 #   paths, every run 6 minutes of training on one thread, 2 seeds; then the best Sudoku method for
 #   7.6 minutes (half the time plain TRM's full 9x9 recipe, also run, needs to reach its 76.6%), 2
-#   seeds, and on mazes the grid-convolution methods 30 minutes (with and without early halting).
+#   seeds, and on mazes the grid-convolution methods 30 minutes (with and without early halting, and
+#   a 5x5 2-D ConvSwiGLU trained with Muon).
 # Two lanes (Sudoku, maze) run at once, one thread each: the 2 cores are both busy and every run
 # gets the same machine share. Resumable: run it again and finished runs are kept, an interrupted
-# one continues from its checkpoint. About 2.75 hours on a 2-core CPU.
+# one continues from its checkpoint. About 3 hours on a 2-core CPU.
 #   bash runs/study_cpu.sh [OUT]          (default runs/study)
 # Then: python scripts/study_report.py OUT docs/study.md docs/study.png
 set -euo pipefail
@@ -45,6 +46,10 @@ CONVNH="conv-nohalt=${CONV#conv=};model.early_halt=false"
 # optimiser; lr 4e-3: ahead of 2e-3 in the probes of Muon alone on this task, issue 13)
 DETACH="detach=model.halt_detach=true"
 CGARMUON="cgar-muon=${CGAR#cgar=};train.optimizer=muon;train.lr=4e-3;model.halt_detach=true"
+# The best maze method found (issue 13's probes): the 2-D ConvSwiGLU with a 5x5 kernel (two cells of
+# reach per block instead of one, for about the same step time), no early halting, a detached halting
+# head, trained with Muon; in the long maze runs only
+CONV5MUON="conv5-muon=model.conv_swiglu=5;model.conv_2d=true;model.conv_dtype=forward;model.early_halt=false;model.halt_detach=true;train.optimizer=muon;train.lr=4e-3"
 COMMON=(--set train.steps=0 --set train.num_threads=1 --set train.checkpoint_interval=500 --set eval.limit=200
         --seeds 0,1 --eval-steps 16)
 
@@ -53,7 +58,7 @@ best() {  # the variant with the highest mean held-out exact accuracy in a sweep
 for r in json.load(open(sys.argv[1]))["runs"]: d[r["variant"]].append((r["exact_accuracy"], r["valid_rate"] or 0, r["token_accuracy"]))
 print(max(d, key=lambda k: tuple(sum(x[i] for x in d[k]) / len(d[k]) for i in range(3))))' "$1"
 }
-bundle() { for v in "$TRM" "$CONV" "$RSM" "$CGAR" "$CONVMIX" "$NOHALT" "$CONVNH" "$DETACH" "$CGARMUON"; do [ "${v%%=*}" = "$1" ] && echo "$v"; done; }
+bundle() { for v in "$TRM" "$CONV" "$RSM" "$CGAR" "$CONVMIX" "$NOHALT" "$CONVNH" "$DETACH" "$CGARMUON" "$CONV5MUON"; do [ "${v%%=*}" = "$1" ] && echo "$v"; done; }
 
 sudoku_lane() {
   $R sweep configs/sudoku9_trm_cpu.toml --variant "$TRM" --variant "$CONV" --variant "$RSM" --variant "$CGAR" --variant "$CONVMIX" \
@@ -74,9 +79,10 @@ maze_lane() {
       "${COMMON[@]}" --set train.data="$OUT/data/maze15" --set train.max_time_s="$MIN" --set train.eval_interval=100 \
       --out "$OUT/maze15"
   # Longer: both grid-convolution methods (the 6-minute ranking of these two flips by 30 minutes, see
-  # docs/study.md), and the best method of the 6-minute runs if it is another one.
-  local b v=(--variant "$CONV" --variant "$CONVMIX" --variant "$CONVNH"); b=$(best "$OUT/maze15/sweep.json")
-  case "$b" in conv|convmix|conv-nohalt) ;; *) v+=(--variant "$(bundle "$b")");; esac
+  # docs/study.md), the 5x5 one with Muon, and the best method of the 6-minute runs if it is another one.
+  local b v=(--variant "$CONV" --variant "$CONVMIX" --variant "$CONVNH" --variant "$CONV5MUON")
+  b=$(best "$OUT/maze15/sweep.json")
+  case "$b" in conv|convmix|conv-nohalt|conv5-muon) ;; *) v+=(--variant "$(bundle "$b")");; esac
   $R sweep configs/maze15_trm_cpu.toml "${v[@]}" "${COMMON[@]}" --seeds 0 \
       --set train.data="$OUT/data/maze15" --set train.max_time_s="$LONG_MAZE" --set train.eval_interval=200 \
       --out "$OUT/maze15-long"

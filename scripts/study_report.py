@@ -16,11 +16,12 @@ from pathlib import Path
 
 SUDOKU_TARGET = 0.766  # configs/sudoku9_trm_cpu.toml: the CPU-speed issue's 9x9 TRM, 76.6% at its trained 8 steps
 MAZE_TARGET = 0.90     # issue 13: >= 90% valid shortest paths in <= 30 minutes of training
-ORDER = ["trm", "conv", "rsm", "cgar", "convmix", "nohalt", "conv-nohalt", "detach", "cgar-muon"]
+ORDER = ["trm", "conv", "rsm", "cgar", "convmix", "nohalt", "conv-nohalt", "detach", "cgar-muon", "conv5-muon"]
 NAMES = {"trm": "TRM", "conv": "TRM + 2-D ConvSwiGLU", "rsm": "RSM-style", "cgar": "CGAR-style",
          "convmix": "TRM + conv token mixer", "nohalt": "TRM, no early halting",
          "conv-nohalt": "TRM + 2-D ConvSwiGLU, no early halting", "detach": "TRM, detached halting head",
-         "cgar-muon": "CGAR + Muon, detached halting head"}
+         "cgar-muon": "CGAR + Muon, detached halting head",
+         "conv5-muon": "TRM + 5x5 2-D ConvSwiGLU + Muon, no early halting, detached halting head"}
 
 
 def load_rows(sweep_dir: Path) -> list[dict]:
@@ -79,7 +80,9 @@ def main(out: Path, md: Path, png: Path) -> None:
              "trained to hold an answer it has found, which evaluation at a fixed depth asks of it), nor is the "
              "\"detached halting head\" (model.halt_detach = true: the halting head reads a detached copy of the "
              "state, so its loss trains the head only and does not pull on the recursion). CGAR + Muon is CGAR's "
-             "curriculum and step weights trained with Muon (URM's optimiser) instead of AdamATan2.", ""]
+             "curriculum and step weights trained with Muon (URM's optimiser) instead of AdamATan2; the last maze "
+             "method is the 2-D ConvSwiGLU with a 5x5 kernel, no early halting and a detached halting head, "
+             "trained with Muon.", ""]
     fig_data = {}
     for task, sweep, target_name in (("sudoku9", "sudoku9", "exact"), ("maze15", "maze15", "valid")):
         rows = load_rows(out / sweep)

@@ -220,3 +220,30 @@ def test_sudoku9_cgar_muon_recipe_is_the_studys_bundle_on_the_9x9_trm_recipe():
         want = json.loads(value) if value[0] in "[0123456789" or value in ("true", "false") else value
         assert fast[section][k] == want, key
     assert fast["train"]["steps"] == 0 and fast["train"]["max_time_s"] == long_s == 456
+
+
+def test_maze15_conv_muon_recipe_is_the_studys_bundle_on_the_maze_trm_recipe():
+    """configs/maze15_conv_muon_cpu.toml is configs/maze15_trm_cpu.toml plus exactly the settings of the
+    study's "conv5-muon" bundle (runs/study_cpu.sh, the long maze runs), over the study's 30-minute
+    maze budget, on both cores and the 32,000-maze build its header names."""
+    import re
+    script = (REPO / "runs" / "study_cpu.sh").read_text()
+    bundle = re.search(r'^CONV5MUON="conv5-muon=(.*)"$', script, re.M).group(1)
+    assert '--variant "$CONV5MUON"' in script
+    settings = dict(s.split("=", 1) for s in bundle.split(";"))
+    long_s = float(re.search(r"^LONG_MAZE=\$\{STUDY_LONG_MAZE_S:-(\d+)\}$", script, re.M).group(1))
+    trm = config.to_dict(config.load(REPO / "configs" / "maze15_trm_cpu.toml"))
+    path = REPO / "configs" / "maze15_conv_muon_cpu.toml"
+    best = config.to_dict(config.load(path))
+    changed = {f"{section}.{k}" for section in ("model", "train", "eval")
+               for k in trm[section] if trm[section][k] != best[section][k]}
+    assert changed == set(settings) | {"train.out", "train.data", "train.max_time_s", "train.eval_interval",
+                                       "train.num_threads"}
+    for key, value in settings.items():
+        section, k = key.split(".")
+        want = json.loads(value) if value[0] in "[0123456789" or value in ("true", "false") else value
+        assert best[section][k] == want, key
+    assert best["train"]["steps"] == 0 and best["train"]["max_time_s"] == long_s == 1800
+    assert best["train"]["num_threads"] == 2 and best["model"]["conv_swiglu"] == 5
+    build = "recursa build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 --aug --out "
+    assert build + best["train"]["data"] in path.read_text()
