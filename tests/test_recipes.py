@@ -201,6 +201,22 @@ def test_cgar_recipe_is_trm_mlp_plus_cgar_curriculum_and_step_weights():
     assert "recursa train configs/cgar_sudoku.toml" in script and f"--out {cgar['train']['data']}" in script
 
 
+def _recipe_is_bundle(base: str, recipe: str, bundle: str, also: set[str]) -> dict:
+    """configs/``recipe`` differs from configs/``base`` in exactly the "key=value;..." settings of a
+    study bundle (with those values) and the ``also`` keys; returns the recipe as a dict."""
+    settings = dict(s.split("=", 1) for s in bundle.split(";"))
+    a = config.to_dict(config.load(REPO / "configs" / base))
+    b = config.to_dict(config.load(REPO / "configs" / recipe))
+    changed = {f"{section}.{k}" for section in ("model", "train", "eval")
+               for k in a[section] if a[section][k] != b[section][k]}
+    assert changed == set(settings) | also
+    for key, value in settings.items():
+        section, k = key.split(".")
+        want = json.loads(value) if value[0] in "[0123456789" or value in ("true", "false") else value
+        assert b[section][k] == want, key
+    return b
+
+
 def test_sudoku9_cgar_muon_recipe_is_the_studys_bundle_on_the_9x9_trm_recipe():
     """configs/sudoku9_cgar_muon_cpu.toml is configs/sudoku9_trm_cpu.toml plus exactly the settings of
     the study's "cgar-muon" bundle (runs/study_cpu.sh), over the study's 7.6-minute time budget."""
@@ -208,17 +224,9 @@ def test_sudoku9_cgar_muon_recipe_is_the_studys_bundle_on_the_9x9_trm_recipe():
     script = (REPO / "runs" / "study_cpu.sh").read_text()
     cgar = re.search(r'^CGAR="cgar=(.*)"$', script, re.M).group(1)
     bundle = re.search(r'^CGARMUON="cgar-muon=\$\{CGAR#cgar=\};(.*)"$', script, re.M).group(1)
-    settings = dict(s.split("=", 1) for s in f"{cgar};{bundle}".split(";"))
     long_s = float(re.search(r"^LONG_SUDOKU=\$\{STUDY_LONG_SUDOKU_S:-(\d+)\}$", script, re.M).group(1))
-    trm = config.to_dict(config.load(REPO / "configs" / "sudoku9_trm_cpu.toml"))
-    fast = config.to_dict(config.load(REPO / "configs" / "sudoku9_cgar_muon_cpu.toml"))
-    changed = {f"{section}.{k}" for section in ("model", "train", "eval")
-               for k in trm[section] if trm[section][k] != fast[section][k]}
-    assert changed == set(settings) | {"train.out", "train.steps", "train.max_time_s", "train.eval_interval"}
-    for key, value in settings.items():
-        section, k = key.split(".")
-        want = json.loads(value) if value[0] in "[0123456789" or value in ("true", "false") else value
-        assert fast[section][k] == want, key
+    fast = _recipe_is_bundle("sudoku9_trm_cpu.toml", "sudoku9_cgar_muon_cpu.toml", f"{cgar};{bundle}",
+                             {"train.out", "train.steps", "train.max_time_s", "train.eval_interval"})
     assert fast["train"]["steps"] == 0 and fast["train"]["max_time_s"] == long_s == 456
 
 
@@ -230,19 +238,10 @@ def test_maze15_conv_muon_recipe_is_the_studys_bundle_on_the_maze_trm_recipe():
     script = (REPO / "runs" / "study_cpu.sh").read_text()
     bundle = re.search(r'^CONV5MUON="conv5-muon=(.*)"$', script, re.M).group(1)
     assert '--variant "$CONV5MUON"' in script
-    settings = dict(s.split("=", 1) for s in bundle.split(";"))
     long_s = float(re.search(r"^LONG_MAZE=\$\{STUDY_LONG_MAZE_S:-(\d+)\}$", script, re.M).group(1))
-    trm = config.to_dict(config.load(REPO / "configs" / "maze15_trm_cpu.toml"))
+    best = _recipe_is_bundle("maze15_trm_cpu.toml", "maze15_conv_muon_cpu.toml", bundle,
+                             {"train.out", "train.data", "train.max_time_s", "train.eval_interval", "train.num_threads"})
     path = REPO / "configs" / "maze15_conv_muon_cpu.toml"
-    best = config.to_dict(config.load(path))
-    changed = {f"{section}.{k}" for section in ("model", "train", "eval")
-               for k in trm[section] if trm[section][k] != best[section][k]}
-    assert changed == set(settings) | {"train.out", "train.data", "train.max_time_s", "train.eval_interval",
-                                       "train.num_threads"}
-    for key, value in settings.items():
-        section, k = key.split(".")
-        want = json.loads(value) if value[0] in "[0123456789" or value in ("true", "false") else value
-        assert best[section][k] == want, key
     assert best["train"]["steps"] == 0 and best["train"]["max_time_s"] == long_s == 1800
     assert best["train"]["num_threads"] == 2 and best["model"]["conv_swiglu"] == 5
     build = "recursa build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 --aug --out "
