@@ -1,6 +1,6 @@
 """The inference engine: the papers' protocol unchanged, adaptive halting (rows leave the batch),
-thinking deeper than trained, K noisy trajectories batched with verified answers preferred, and
-the eval CLI's recursion curves."""
+thinking deeper than trained, K noisy trajectories batched with verified answers preferred, K
+symmetric views batched with a majority vote, and the eval CLI's recursion curves."""
 
 import json
 
@@ -86,9 +86,79 @@ def test_trajectories_are_batched_noise_free_copy_zero_and_verified_answers_win(
     assert torch.equal(conf.preds, noisy.preds) and conf.valid is None
 
 
+def test_views_are_batched_mapped_back_and_the_most_common_answer_wins():
+    """Each view's answer is the plain protocol's answer on that view of the puzzle, mapped back;
+    the puzzle's answer is the one most views give (ties: the most confident of them)."""
+    from recursa.tasks.maze import MazeTask
+    task = MazeTask(4)  # 16 cells: the tiny model's sequence
+    model, batch = _model(), _batch()
+    plain = list(think(model, batch, Protocol(max_steps=4)))[-1]
+    one = list(think(model, batch, Protocol(max_steps=4, views=1), task=task))[-1]
+    assert torch.equal(one.preds, plain.preds)
+    snaps = list(think(model, batch, Protocol(max_steps=4, views=8), task=task))
+    got = snaps[-1]
+    assert len(snaps) == 4 and got.calls == 8 * plain.calls and got.valid is None
+    inputs = batch["inputs"].numpy()
+    answers, conf = [], []
+    for v in range(8):
+        b = dict(batch, inputs=torch.from_numpy(task.view(inputs, v)))
+        s = list(think(model, b, Protocol(max_steps=4)))[-1]
+        answers.append(task.unview(s.preds.numpy(), v))
+        conf.append(s.q_halt.numpy())
+    answers, conf = np.stack(answers, 1), np.stack(conf, 1)  # (B, 8, L), (B, 8)
+    disagree = 0
+    for i in range(12):
+        counts = [sum(np.array_equal(answers[i, v], answers[i, w]) for w in range(8)) for v in range(8)]
+        top = [v for v in range(8) if counts[v] == max(counts)]
+        best = max(top, key=lambda v: conf[i, v])
+        assert int(got.trajectory[i]) == best and np.array_equal(got.preds[i].numpy(), answers[i, best])
+        assert np.isclose(float(got.q_halt[i]), conf[i, best], atol=1e-5)
+        disagree += max(counts) < 8
+    assert disagree > 0  # a random model is not symmetric: the views do not all agree
+    adaptive = list(think(model, batch, Protocol(max_steps=6, adaptive=True, halt_threshold=0.6, views=8), task=task))
+    assert bool(adaptive[-1].done.all()) and adaptive[-1].calls < 8 * 12 * 6 * calls_per_step(model)
+
+
+@pytest.mark.parametrize("box", [(2, 2), (3, 3), (2, 3)])
+def test_sudoku_and_maze_views_map_solutions_to_solutions(box):
+    from recursa.tasks.maze import MazeTask, generate_mazes
+    from recursa.tasks.sudoku import SudokuTask
+    task = SudokuTask(*box)
+    N = box[0] * box[1]
+    assert task.views == (8 if box[0] == box[1] else 4)
+    base = np.arange(N * N)
+    # a solved grid: the standard shifted pattern, (r * c_box + r // r_box + c) % N, as tokens
+    r, c = base // N, base % N
+    sol = ((r % box[0]) * box[1] + r // box[0] + c) % N + 1
+    enc = task.sudoku.encode(sol[None].astype(np.int8))
+    assert task.check(enc, enc).all()
+    for v in range(task.views):
+        seen = task.view(enc, v)
+        assert task.check(seen, seen).all() and np.array_equal(task.unview(seen, v), enc)
+    assert len({task.view(enc, v).tobytes() for v in range(task.views)}) == task.views
+    q, a = generate_mazes(np.random.default_rng(0), 6, size=9, min_path=10)
+    maze = MazeTask(9)
+    for v in range(8):
+        assert maze.check(maze.view(q.reshape(6, -1), v), maze.view(a.reshape(6, -1), v)).all()
+        assert np.array_equal(maze.unview(maze.view(a.reshape(6, -1), v), v), a.reshape(6, -1))
+
+
+def test_views_errors():
+    from recursa.tasks.sorting import SortingTask
+    from recursa.tasks.maze import MazeTask
+    model, batch = _model(), _batch()
+    with pytest.raises(RecursaError, match="--views 9: task maze has 8"):
+        list(think(model, batch, Protocol(max_steps=2, views=9), task=MazeTask(4)))
+    with pytest.raises(RecursaError, match="--views 2: task sorting has 1"):
+        list(think(model, batch, Protocol(max_steps=2, views=2), task=SortingTask(16)))
+    with pytest.raises(RecursaError, match="--views 2: no task"):
+        list(think(model, batch, Protocol(max_steps=2, views=2)))
+
+
 @pytest.mark.parametrize("bad", [dict(max_steps=0), dict(max_steps=2, halt_threshold=1.0),
                                  dict(max_steps=2, trajectories=0), dict(max_steps=2, noise=-1.0),
-                                 dict(max_steps=2, noise_on="z"), dict(max_steps=2, select="best")])
+                                 dict(max_steps=2, noise_on="z"), dict(max_steps=2, select="best"),
+                                 dict(max_steps=2, views=0), dict(max_steps=2, views=2, trajectories=2)])
 def test_protocol_errors(bad):
     with pytest.raises(RecursaError):
         Protocol(**bad)
@@ -114,8 +184,13 @@ def test_eval_cli_adaptive_curve_plot_and_json(tmp_path, tiny_data, capsys):
     assert ad["protocol"]["adaptive"] and ad["mean_steps"] <= 12 and ad["network_calls"] <= res["network_calls"]
     assert abs(ad["mean_steps"] * ad["n"] * 6 - ad["network_calls"]) < 1e-6  # 2 cycles x (2 + 1) per step
     capsys.readouterr()
+    assert main(["eval", str(tmp_path / "run"), "--data", str(tiny_data), "--views", "8", "--json", str(out)]) == 0
+    vw = json.loads(out.read_text())
+    assert vw["protocol"]["views"] == 8 and vw["network_calls"] == 8 * vw["n"] * 3 * 6
+    assert "8 views, majority vote" in capsys.readouterr().out
     for argv, msg in ((["--steps", "4", "--max-steps", "8"], "not both"), (["--plot", str(png)], "add --curve"),
-                      (["--trajectories", "4"], "without --noise"), (["--halt-threshold", "2"], "--halt-threshold 2")):
+                      (["--trajectories", "4"], "without --noise"), (["--halt-threshold", "2"], "--halt-threshold 2"),
+                      (["--views", "9"], "--views 9: task sudoku has 8")):
         assert main(["eval", str(tmp_path / "run"), "--data", str(tiny_data), *argv]) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1, err

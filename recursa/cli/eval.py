@@ -15,6 +15,9 @@ is the default so that numbers stay comparable):
                                finished puzzles leave the batch, so compute follows difficulty
   --trajectories K --noise S   think wider: K copies per puzzle, batched, copies 1..K-1 with noise S
                                on the latent; the answer: a valid one first, then the most confident
+  --views K                    think wider: K symmetric views per puzzle (mazes: the 8 rotations and
+                               reflections; Sudoku: 8, or 4 for non-square boxes), batched; answers
+                               mapped back, the one most views agree on wins (no checker consulted)
   --curve [--plot F.png]       accuracy and valid rate after every step, halting histogram,
                                accuracy against network applications (JSON; plots to F.png)
 
@@ -23,6 +26,7 @@ Examples:
   recursa eval runs/demo/trm --data runs/demo/data --steps 16 --json deeper.json
   recursa eval runs/demo/trm --data runs/demo/data --adaptive --max-steps 32
   recursa eval runs/demo/trm --data runs/demo/data --trajectories 16 --noise 0.3 --adaptive
+  recursa eval runs/maze15_conv_muon --data data/maze15_32k --steps 16 --views 8
   recursa eval runs/demo/trm --data runs/demo/data --curve --max-steps 32 --plot curve.png
   recursa eval --checkpoints runs/arc/checkpoints/step_0050000,runs/arc --data data/arc1 --submission sub.json
   recursa eval --checkpoints runs/arc --all-checkpoints --data data/arc1     # every kept checkpoint
@@ -63,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--noise", type=float, default=0.0, help="std of the Gaussian noise on copies 1..K-1 (default 0)")
     p.add_argument("--noise-on", choices=["z_L", "z_H", "both"], default="z_L", help="which state gets the noise")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    p.add_argument("--views", type=int, default=1,
+                   help="K symmetric views of every puzzle (mazes, Sudoku), batched; the answer most views agree on, "
+                        "mapped back, wins, ties to the most confident (default 1)")
     p.add_argument("--select", choices=["valid", "confidence"], default="valid",
                    help="answer of a puzzle among its trajectories: a valid one first (the task's rule checker), "
                         "then the most confident (default), or the most confident only")
@@ -122,6 +129,8 @@ def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
            else f"fixed {pr['max_steps']}")
     if pr["trajectories"] > 1:
         how += f", {pr['trajectories']} trajectories (noise {pr['noise']} on {pr['noise_on']})"
+    if pr.get("views", 1) > 1:
+        how += f", {pr['views']} views, majority vote"
     print(f"  protocol         {how}")
     print(f"  steps            {res['mean_steps']:.2f} per puzzle (model's own halting step: mean "
           f"{res['halt_step_mean']:.2f}); {res['network_calls']:,} network applications; "
@@ -195,7 +204,7 @@ def run(args) -> int:
         protocol = Protocol(max_steps=args.steps or args.max_steps or loaded.model.halt_max_steps,
                             adaptive=args.adaptive, halt_threshold=args.halt_threshold,
                             trajectories=args.trajectories, noise=args.noise, noise_on=args.noise_on, seed=args.seed,
-                            select=args.select)
+                            select=args.select, views=args.views)
         t0 = time.perf_counter()
         res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
                        limit=args.limit, scorer=feed, protocol=protocol, curve=args.curve, per_puzzle=args.per_puzzle)

@@ -14,6 +14,11 @@ A :class:`Protocol` says how:
   only state) at the start of every supervision step, drawn from ``seed``. A puzzle's answer is
   its copy with the highest halting confidence, except that where the family has a rule checker,
   a copy whose answer obeys the rules is preferred (a verified answer wins).
+  Or ``views`` = K views of every puzzle (its family's symmetries, :meth:`Task.view`: a maze's
+  rotations and reflections), run side by side in one batch; their answers are mapped back
+  (:meth:`Task.unview`) and the answer most views agree on wins, ties to the most confident.
+  The vote needs no rule checker and no noise: a model that is not exactly symmetric errs
+  differently on different views, and the errors rarely agree.
 
 The engine drives the inner model directly, exactly as the ACT wrapper does in evaluation (a
 fresh state, the same data every step), so the default protocol reproduces the official
@@ -43,6 +48,7 @@ class Protocol:
     noise_on: str = "z_L"
     seed: int = 0
     select: str = "valid"  # "valid": a verified answer first, then confidence; "confidence" only
+    views: int = 1  # > 1: that many views of every puzzle (instead of trajectories), answer by vote
 
     def __post_init__(self):
         if self.max_steps < 1:
@@ -57,11 +63,17 @@ class Protocol:
             raise RecursaError(f"--noise-on {self.noise_on!r}: choose z_L, z_H or both")
         if self.select not in ("valid", "confidence"):
             raise RecursaError(f"--select {self.select!r}: choose valid or confidence")
+        if self.views < 1:
+            raise RecursaError(f"--views {self.views}: must be >= 1")
+        if self.views > 1 and self.trajectories > 1:
+            raise RecursaError(f"--views {self.views} with --trajectories {self.trajectories}: choose one way of "
+                               "thinking wider")
 
     def describe(self) -> dict:
         d = asdict(self)
         d["depth"] = "adaptive" if self.adaptive else "fixed"
-        d["selection"] = ("plain recursion" if self.trajectories == 1 else
+        d["selection"] = ("majority vote across views (mapped back), ties to halting confidence" if self.views > 1
+                          else "plain recursion" if self.trajectories == 1 else
                           "valid answer first (task checker), then halting confidence" if self.select == "valid"
                           else "halting confidence")
         return d
@@ -84,7 +96,7 @@ class Snapshot:
     """The puzzles' current answers after supervision step ``step`` (rows that stopped keep
     their final answer). Per puzzle: ``preds`` (B, L), ``q_halt`` (B,) the halting logit of the
     chosen copy, ``steps`` (B,) steps run so far, ``done`` (B,) stopped, ``valid`` (B,) or None,
-    ``trajectory`` (B,) the chosen copy. ``calls``: network applications so far (all copies)."""
+    ``trajectory`` (B,) the chosen copy (or view). ``calls``: network applications so far (all copies)."""
 
     step: int
     preds: torch.Tensor
@@ -110,19 +122,30 @@ def _noise_slots(n_state: int, noise_on: str) -> list[int]:
 @torch.inference_mode()
 def think(model: ACT, batch: dict[str, torch.Tensor], protocol: Protocol,
           check: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-          every_step: bool = True) -> Iterator[Snapshot]:
+          every_step: bool = True, task=None) -> Iterator[Snapshot]:
     """Run ``protocol`` on ``batch``; yield a :class:`Snapshot` after every supervision step
     (``every_step=False``: after the last one only). ``check(inputs, preds) -> valid`` is the
-    family's rule checker, used to prefer verified answers among trajectories."""
+    family's rule checker, used to prefer verified answers among trajectories. ``task`` makes the
+    views of ``protocol.views`` (:meth:`Task.view`; needed only then)."""
     model.eval()
     inner = model.inner
     p = protocol
-    K, M = p.trajectories, p.max_steps
+    V = p.views
+    K, M = (V if V > 1 else p.trajectories), p.max_steps
     B = batch["inputs"].shape[0]
     N = B * K
     device = batch["inputs"].device
     data = {k: (v.repeat_interleave(K, 0) if K > 1 else v) for k, v in batch.items()
             if k in ("inputs", "labels", "puzzle_identifiers")}
+    if V > 1:
+        have = getattr(task, "views", 1)
+        if V > have:
+            what = f"task {task.name} has {have}" if task is not None else "no task given: 1"
+            raise RecursaError(f"--views {V}: {what} (its symmetries that map a puzzle to a puzzle)")
+        inputs = batch["inputs"].cpu().numpy()
+        viewed = np.stack([task.view(inputs, v) for v in range(V)], axis=1).reshape(N, -1)
+        data["inputs"] = torch.from_numpy(viewed).to(device=device, dtype=batch["inputs"].dtype)
+        check = None  # views vote; the rule checker is not consulted
     cps = calls_per_step(model)
     state = inner.initial_state(N, device)
     slots = _noise_slots(len(state), p.noise_on)
@@ -168,9 +191,26 @@ def think(model: ACT, batch: dict[str, torch.Tensor], protocol: Protocol,
                 state = tuple(s[keep] for s in state)
                 last = active.shape[0] == 0
         if every_step or last:
-            yield _select(k, preds_all, q_all, steps_all, done_all, first_conf, B, K, check, inputs_np, calls)
+            if V > 1:
+                yield _vote(k, preds_all, q_all, steps_all, done_all, first_conf, B, V, task, calls)
+            else:
+                yield _select(k, preds_all, q_all, steps_all, done_all, first_conf, B, K, check, inputs_np, calls)
         if last:
             return
+
+
+def _vote(k, preds_all, q_all, steps_all, done_all, first_conf, B, V, task, calls) -> Snapshot:
+    """Map every view's answer back to its puzzle's frame; the answer that most views give wins,
+    ties to the highest halting logit among them."""
+    P = preds_all.cpu().numpy().reshape(B, V, -1)
+    back = np.stack([task.unview(P[:, v], v) for v in range(V)], axis=1)  # (B, V, L)
+    agree = (back[:, :, None, :] == back[:, None, :, :]).all(-1).sum(-1)  # (B, V): views giving the same answer
+    q = q_all.view(B, V).cpu().numpy()
+    pick = np.where(agree == agree.max(1, keepdims=True), q, -np.inf).argmax(1)
+    rows = torch.from_numpy(np.arange(B) * V + pick).to(preds_all.device)
+    preds = torch.from_numpy(np.ascontiguousarray(back[np.arange(B), pick])).to(preds_all.device, preds_all.dtype)
+    return Snapshot(k, preds, q_all[rows], steps_all.view(B, V).max(1).values, done_all.view(B, V).all(1), None,
+                    torch.from_numpy(pick).to(preds_all.device), first_conf[rows], calls)
 
 
 def _select(k, preds_all, q_all, steps_all, done_all, first_conf, B, K, check, inputs_np, calls) -> Snapshot:

@@ -64,7 +64,7 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
         keep = counts > 0  # rows without labels are not scored
         keep_np = keep.cpu().numpy()
         snap = None
-        for snap in think(model, batch, protocol, check=check):
+        for snap in think(model, batch, protocol, check=check, task=task):
             k = snap.step - 1
             seq_ok = ((mask & (snap.preds == labels)).sum(-1) == counts) & keep
             exact[k] += seq_ok.sum().item()

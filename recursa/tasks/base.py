@@ -49,6 +49,16 @@ class Task(Protocol):
         """A fresh evaluation-time scorer for ``split`` of the dataset in ``data_dir`` (ARC:
         voting across views; Sudoku-Extreme: exact accuracy by rating), or None."""
 
+    #: How many views of a puzzle ``view`` makes (1: the puzzle itself only): symmetries that map
+    #: a puzzle to another puzzle of the family and its answers to that puzzle's answers.
+    views: int
+
+    def view(self, tokens: np.ndarray, v: int) -> np.ndarray:
+        """Tokens (B, L) of puzzles (or answers) -> their view ``v`` (0: themselves), 0 <= v < views."""
+
+    def unview(self, tokens: np.ndarray, v: int) -> np.ndarray:
+        """The inverse of ``view``: tokens of view ``v`` -> the original puzzles' frame."""
+
 
 class Scorer(Protocol):
     """A family's own benchmark metric, fed every evaluated batch by
@@ -97,6 +107,15 @@ class TaskBase:
 
     def scorer(self, data_dir, split):
         return None
+
+    views = 1
+
+    def view(self, tokens: np.ndarray, v: int) -> np.ndarray:
+        if v != 0:
+            raise ValueError(f"view {v}: this family has only the identity view")
+        return np.asarray(tokens)
+
+    unview = view
 
     def build_adaptation(self, out, tasks_path, solutions_path, base_rows, **kw) -> dict:
         """``recursa adapt``: write the data of new tasks, their puzzle identifiers numbered from

@@ -105,6 +105,14 @@ class MazeTask(TaskBase):
     def _grid(self, tokens: np.ndarray) -> np.ndarray:
         return np.asarray(tokens).reshape(-1, self.size, self.size)
 
+    views = 8  # the dihedral transforms: a shortest path maps to a shortest path
+
+    def view(self, tokens: np.ndarray, v: int) -> np.ndarray:
+        return np.ascontiguousarray(dihedral(self._grid(tokens), v)).reshape(len(tokens), -1)
+
+    def unview(self, tokens: np.ndarray, v: int) -> np.ndarray:
+        return self.view(tokens, DIHEDRAL_INVERSE[v])
+
     def parse(self, text: str, where: str = "maze") -> np.ndarray:
         """``size`` lines of ``size`` characters (or one line of size*size): '#' wall, ' ' or '.'
         open, 'S' start, 'G' goal. Exactly one S and one G, and G reachable from S."""

@@ -18,6 +18,7 @@ import numpy as np
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
 from .base import BuildCommand, TaskBase, check_counts, check_memory, count_arg
+from .maze import DIHEDRAL_INVERSE, dihedral
 
 BLANK_CHARS = ".0_"
 MAX_N = 9  # one character per cell
@@ -443,6 +444,27 @@ class SudokuTask(TaskBase):
 
     def parse_for_solve(self, text: str, where: str, allow_multiple: bool = False) -> np.ndarray:
         return self.parse(text, where, require_unique=not allow_multiple)
+
+    @property
+    def _transforms(self) -> tuple[int, ...]:
+        """Dihedral transforms that keep boxes boxes: all 8 for square boxes; for r x c boxes with
+        r != c the ones that keep rows rows (identity, half turn, the two mirrors)."""
+        s = self.sudoku
+        return tuple(range(8)) if s.box_rows == s.box_cols else (0, 2, 4, 5)
+
+    @property
+    def views(self) -> int:
+        return len(self._transforms)
+
+    def view(self, tokens: np.ndarray, v: int) -> np.ndarray:
+        N = self.sudoku.N
+        return np.ascontiguousarray(dihedral(np.asarray(tokens).reshape(-1, N, N), self._transforms[v])).reshape(
+            len(tokens), -1)
+
+    def unview(self, tokens: np.ndarray, v: int) -> np.ndarray:
+        N = self.sudoku.N
+        t = DIHEDRAL_INVERSE[self._transforms[v]]
+        return np.ascontiguousarray(dihedral(np.asarray(tokens).reshape(-1, N, N), t)).reshape(len(tokens), -1)
 
     def puzzle_text(self, tokens: np.ndarray) -> str:
         return "".join(str(int(v)) if v else "." for v in self.sudoku.decode(tokens))
