@@ -68,6 +68,9 @@ class Protocol:
         if self.views > 1 and self.trajectories > 1:
             raise RecursaError(f"--views {self.views} with --trajectories {self.trajectories}: choose one way of "
                                "thinking wider")
+        if self.views > 1 and self.noise > 0:
+            raise RecursaError(f"--views {self.views} with --noise {self.noise}: the views vote without noise "
+                               "(noise is for --trajectories)")
 
     def describe(self) -> dict:
         d = asdict(self)
