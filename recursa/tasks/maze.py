@@ -82,6 +82,12 @@ def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
 DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
 
 
+def dihedral_rows(tokens: np.ndarray, side: int, t: int) -> np.ndarray:
+    """Rows of side*side grid tokens (B, side*side) -> the same rows after dihedral transform ``t``."""
+    tokens = np.asarray(tokens)
+    return np.ascontiguousarray(dihedral(tokens.reshape(-1, side, side), t)).reshape(len(tokens), -1)
+
+
 # ---------------------------------------------------------------------- task (token space)
 class MazeTask(TaskBase):
     """Maze in token space for the trainer/evaluator/CLI (see module docstring)."""
@@ -108,10 +114,10 @@ class MazeTask(TaskBase):
     views = 8  # the dihedral transforms: a shortest path maps to a shortest path
 
     def view(self, tokens: np.ndarray, v: int) -> np.ndarray:
-        return np.ascontiguousarray(dihedral(self._grid(tokens), v)).reshape(len(tokens), -1)
+        return dihedral_rows(tokens, self.size, v)
 
     def unview(self, tokens: np.ndarray, v: int) -> np.ndarray:
-        return self.view(tokens, DIHEDRAL_INVERSE[v])
+        return dihedral_rows(tokens, self.size, DIHEDRAL_INVERSE[v])
 
     def parse(self, text: str, where: str = "maze") -> np.ndarray:
         """``size`` lines of ``size`` characters (or one line of size*size): '#' wall, ' ' or '.'

@@ -18,7 +18,7 @@ import numpy as np
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
 from .base import BuildCommand, TaskBase, check_counts, check_memory, count_arg
-from .maze import DIHEDRAL_INVERSE, dihedral
+from .maze import DIHEDRAL_INVERSE, dihedral_rows
 
 BLANK_CHARS = ".0_"
 MAX_N = 9  # one character per cell
@@ -457,14 +457,10 @@ class SudokuTask(TaskBase):
         return len(self._transforms)
 
     def view(self, tokens: np.ndarray, v: int) -> np.ndarray:
-        N = self.sudoku.N
-        return np.ascontiguousarray(dihedral(np.asarray(tokens).reshape(-1, N, N), self._transforms[v])).reshape(
-            len(tokens), -1)
+        return dihedral_rows(tokens, self.sudoku.N, self._transforms[v])
 
     def unview(self, tokens: np.ndarray, v: int) -> np.ndarray:
-        N = self.sudoku.N
-        t = DIHEDRAL_INVERSE[self._transforms[v]]
-        return np.ascontiguousarray(dihedral(np.asarray(tokens).reshape(-1, N, N), t)).reshape(len(tokens), -1)
+        return dihedral_rows(tokens, self.sudoku.N, DIHEDRAL_INVERSE[self._transforms[v]])
 
     def puzzle_text(self, tokens: np.ndarray) -> str:
         return "".join(str(int(v)) if v else "." for v in self.sudoku.decode(tokens))
