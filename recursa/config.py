@@ -297,6 +297,15 @@ class TrainConfig:
     #: step at which the row halts, the earlier ones a warm-up without loss (RSM, arXiv
     #: 2603.15641); the halting losses stay on every step so the head still learns when to stop.
     loss_steps: Literal["all", "last"] = "all"
+    #: Puzzles with several right answers (mazes with several shortest paths): train each step
+    #: against the right answer nearest the model's own prediction, the one with the least token
+    #: loss, instead of the one answer the dataset stores (whose choice among equals the model
+    #: cannot know). The "minimum loss over the solution set" of Nandwani et al., "Neural Learning
+    #: of One-of-Many Solutions for Combinatorial Problems in Structured Output Spaces" (ICLR
+    #: 2021). Mazes: the shortest path of least loss, by dynamic programming over the cells of
+    #: shortest paths. The halting target becomes "the answer is right" (any shortest path).
+    #: Costs a copy of the logits to the host each step. Families with one answer: an error.
+    nearest_answer: bool = False
     #: Depth curriculum (CGAR, arXiv 2511.08653): [[progress, H_cycles, L_cycles], ...] from training
     #: progress 0.0 on, e.g. [[0.0, 1, 2], [0.3, 2, 4], [0.6, 3, 6]] (CGAR's schedule); the
     #: training step runs the depth of the last entry whose progress (step / steps; with a time

@@ -18,6 +18,7 @@ from recursa.tasks.maze import (
     build_maze,
     dihedral,
     generate_mazes,
+    nearest_shortest_paths,
     mark_shortest_paths,
     shortest_lengths,
     valid_shortest_paths,
@@ -181,3 +182,61 @@ def test_solve_a_maze_from_a_file(tmp_path, capsys):
     assert main(["solve", str(tmp_path / "run"), "--file", str(mazes)]) == 0
     out = capsys.readouterr().out
     assert "mazes.txt lines 1-10: 10x10 maze" in out and "mazes.txt lines 12-21" in out and "S" in out
+
+
+def _all_shortest_paths(grid):
+    """Every shortest S->G path of one maze, as lists of its open cells (brute force)."""
+    from recursa.tasks.maze import bfs_distance
+    d = bfs_distance((grid != WALL)[None], (grid == START)[None])[0]
+    s, g = tuple(np.argwhere(grid == START)[0]), tuple(np.argwhere(grid == GOAL)[0])
+    paths = []
+
+    def walk(cell, acc):
+        if cell == s:
+            paths.append(acc[:-1])  # without S
+            return
+        for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            n = (cell[0] + dr, cell[1] + dc)
+            if 0 <= n[0] < grid.shape[0] and 0 <= n[1] < grid.shape[1] and d[n] == d[cell] - 1:
+                walk(n, acc + [n])
+
+    walk(g, [])
+    return paths
+
+
+def test_nearest_shortest_path_is_the_shortest_path_of_largest_gain():
+    """train.nearest_answer's choice: among all shortest paths (enumerated by brute force), the one whose
+    cells' gains sum highest; a maze with one shortest path keeps it; a maze without a path keeps its labels."""
+    rng = np.random.default_rng(4)
+    q, a = generate_mazes(rng, 40, size=9, min_path=8, loop_prob=0.3)
+    paths = [_all_shortest_paths(g) for g in q]
+    assert sum(len(p) > 1 for p in paths) >= 10 and sum(len(p) == 1 for p in paths) >= 5
+    for _ in range(3):
+        gain = rng.normal(size=q.shape)
+        out = nearest_shortest_paths(q, gain)
+        assert valid_shortest_paths(q, out).all()
+        for b in range(len(q)):
+            best = max(sum(gain[b][c] for c in p) for p in paths[b])
+            assert gain[b][out[b] == PATH].sum() == pytest.approx(best, abs=1e-9)
+            if len(paths[b]) == 1:
+                assert (out[b] == a[b]).all()
+    # the task's method: log-probabilities whose argmax marks a (non-label) shortest path get that path back
+    task = MazeTask(9)
+    multi = next(b for b in range(len(q)) if len(paths[b]) > 1)
+    other = q[multi].copy()
+    choice = next(p for p in paths[multi] if any(a[multi][c] != PATH for c in p))
+    for c in choice:
+        other[c] = PATH
+    assert valid_shortest_paths(q[multi][None], other[None]).all() and (other != a[multi]).any()
+    logp = np.log(np.full((1, 81, 6), 0.02))
+    logp[0, np.arange(81), other.reshape(-1)] = np.log(0.9)
+    got = task.nearest_answers(q[multi].reshape(1, -1), a[multi].reshape(1, -1), logp)
+    assert (got == other.reshape(1, -1)).all()
+    # G walled off: no path, the given labels stay
+    blocked = q[multi].copy()
+    gr, gc = np.argwhere(blocked == GOAL)[0]
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        if 0 <= gr + dr < 9 and 0 <= gc + dc < 9:
+            blocked[gr + dr, gc + dc] = WALL
+    got = task.nearest_answers(blocked.reshape(1, -1), a[multi].reshape(1, -1), logp)
+    assert (got == a[multi].reshape(1, -1)).all()

@@ -211,6 +211,54 @@ def test_step_weights_and_loss_on_the_last_step_only():
     assert plain.item() == pytest.approx(sum(float(r["lm_loss"] + 0.5 * r["q_halt_loss"]) for r in rows), rel=1e-6)
 
 
+def test_nearest_answer_trains_each_maze_on_its_shortest_path_of_least_loss(tmp_path, monkeypatch):
+    """train.nearest_answer: the loss gets, per row, the shortest path of least loss under the step's
+    own logits (not the dataset's path), always a valid shortest path; off, the dataset's labels.
+    Families with one answer per puzzle refuse the option."""
+    from recursa import config
+    from recursa.device import to_device
+    from recursa.errors import RecursaError
+    from recursa.tasks.maze import MazeTask, build_maze
+    from recursa.training import trainer as trainer_mod
+    from recursa.training.losses import log_stablemax
+    data = tmp_path / "maze"
+    build_maze(data, size=9, min_path=8, num_train=64, num_test=8, loop_prob=0.3, seed=1, log=lambda *a: None)
+    seen = []
+    real = trainer_mod.act_loss
+
+    def spy(out, labels, *a, **k):
+        seen.append((out["logits"].detach().clone(), labels.clone()))
+        return real(out, labels, *a, **k)
+
+    monkeypatch.setattr(trainer_mod, "act_loss", spy)
+    task = MazeTask(9)
+    for near in (True, False):
+        cfg = config.replace(tiny_config(data, tmp_path / f"run{near}", steps=4, nearest_answer=near),
+                             model={"puzzle_emb_len": 0, "mlp_t": False, "pos_encodings": "rope"})
+        tr = Trainer(cfg, progress=False, log=lambda *a: None)
+        differ = 0
+        for _ in range(4):
+            seen.clear()
+            tr.train_step(to_device(tr.sampler.next_batch(), tr.device))
+            logits, labels = seen[0]
+            inputs, given = tr.carry.data["inputs"].numpy(), tr.carry.data["labels"].numpy()
+            if near:
+                lp = log_stablemax(logits.double()).numpy()
+                assert (labels.numpy() == task.nearest_answers(inputs, given, lp)).all()
+                assert task.check(inputs, labels.numpy()).all()
+                differ += int((labels.numpy() != given).any(1).sum())
+            else:
+                assert (labels.numpy() == given).all()
+        tr.close()
+        if near:
+            assert differ > 0  # some mazes have several shortest paths, and another one was nearer
+    from recursa.tasks import build_sudoku
+    sud = tmp_path / "sudoku"
+    build_sudoku(sud, box_rows=2, box_cols=2, num_train=20, num_test=4, num_aug=0, seed=0, log=lambda *a: None)
+    with pytest.raises(RecursaError, match="nearest_answer.*one answer per puzzle"):
+        Trainer(tiny_config(sud, tmp_path / "sud_run", nearest_answer=True), progress=False, log=lambda *a: None)
+
+
 def test_stochastic_depth_draws_the_cycles_per_step_reproducibly(tiny_data, tmp_path, monkeypatch):
     """RSM's stochastic depth: with probability p a training step runs T' ~ U{1..H} cycles; the draw is
     a function of (seed, step); evaluation runs H."""

@@ -59,6 +59,13 @@ class Task(Protocol):
     def unview(self, tokens: np.ndarray, v: int) -> np.ndarray:
         """The inverse of ``view``: tokens of view ``v`` -> the original puzzles' frame."""
 
+    #: Whether puzzles may have several right answers (mazes: several shortest paths).
+    answer_sets: bool
+
+    def nearest_answers(self, inputs: np.ndarray, labels: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """``train.nearest_answer``: per puzzle, the right answer with the least token loss under
+        ``logp`` (B, L, vocab); ``labels`` is the dataset's answer (kept where none is found)."""
+
 
 class Scorer(Protocol):
     """A family's own benchmark metric, fed every evaluated batch by
@@ -109,6 +116,15 @@ class TaskBase:
         return None
 
     views = 1
+
+    #: Whether a puzzle of the family may have several right answers that ``nearest_answers``
+    #: chooses among (``train.nearest_answer``); families with one answer per puzzle: False.
+    answer_sets = False
+
+    def nearest_answers(self, inputs: np.ndarray, labels: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """Per puzzle (inputs, labels (B, L)), the right answer whose token loss under the model's
+        log-probabilities ``logp`` (B, L, vocab) is least; only for families with ``answer_sets``."""
+        raise NotImplementedError(f"{self.describe()}: one answer per puzzle, nothing to choose among")
 
     def view(self, tokens: np.ndarray, v: int) -> np.ndarray:
         if v != 0:

@@ -152,6 +152,15 @@ class MazeTask(TaskBase):
         g = _ID_CHAR[np.clip(self._grid(tokens)[0], 0, 5)]
         return "\n".join("".join(row) for row in g)
 
+    answer_sets = True  # a maze may have several shortest paths: train.nearest_answer applies
+
+    def nearest_answers(self, inputs: np.ndarray, labels: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        grids = self._grid(inputs)
+        gain = (logp[..., PATH] - logp[..., OPEN]).reshape(grids.shape)
+        out = nearest_shortest_paths(grids, gain).reshape(np.shape(labels))
+        # a maze without a path from S to G keeps its given labels
+        return np.where((shortest_lengths(grids) > 0)[:, None], out, labels)
+
     def reference(self, inputs: np.ndarray) -> np.ndarray | None:
         grids = self._grid(inputs)
         if shortest_lengths(grids)[0] < 0:
@@ -229,6 +238,51 @@ def mark_shortest_paths(grids: np.ndarray, rng: np.random.Generator) -> np.ndarr
             chosen = np.where(take, order[:, k], chosen)
         dr, dc = moves[np.maximum(chosen, 0)].T
         r, c = np.where(act, r + dr, r), np.where(act, c + dc, c)
+        out[rows[act], r[act], c[act]] = PATH
+        d = np.where(act, d - 1, d)
+    return out
+
+
+def nearest_shortest_paths(grids: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Answer grids (B, H, W): of all shortest S->G paths of each maze, the one with the largest
+    sum of ``gain`` (B, H, W) over its cells, marked with PATH (S, G and the rest as in ``grids``).
+
+    With gain = log p(path) - log p(open) per cell this is the shortest path whose per-token
+    cross-entropy is least (the loss of every other cell is the same whichever path is chosen):
+    dynamic programming over the cells of shortest paths in order of their distance from S, then a
+    walk back from G through the best predecessors (ties: up, down, left, right). Mazes whose G is
+    not reachable are returned unchanged."""
+    grids = np.asarray(grids)
+    B, H, W = grids.shape
+    passable = grids != WALL
+    d_s = bfs_distance(passable, grids == START)
+    d_g = bfs_distance(passable, grids == GOAL)
+    length = np.where(grids == GOAL, d_s, -1).reshape(B, -1).max(1)
+    on = (d_s >= 0) & (d_g >= 0) & (d_s + d_g == length[:, None, None])
+    gain = np.where(grids == OPEN, np.asarray(gain, dtype=np.float64), 0.0)
+    best = np.where(on & (d_s == 0), 0.0, -np.inf)  # best gain of a shortest path from S to each cell
+    for k in range(1, max(int(length.max()), 0) + 1):
+        prev = np.where(on & (d_s == k - 1), best, -np.inf)
+        pad = np.pad(prev, ((0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+        into = np.maximum(np.maximum(pad[:, :-2, 1:-1], pad[:, 2:, 1:-1]), np.maximum(pad[:, 1:-1, :-2], pad[:, 1:-1, 2:]))
+        level = on & (d_s == k)
+        best = np.where(level, gain + into, best)
+    out = grids.copy()
+    rows = np.arange(B)
+    flat_goal = (grids == GOAL).reshape(B, -1).argmax(1)
+    r, c, d = flat_goal // W, flat_goal % W, length.copy()
+    moves = np.array([(-1, 0), (1, 0), (0, -1), (0, 1)])
+    score = np.where(on, best, -np.inf)
+    while (d > 1).any():
+        act = d > 1
+        pick, top = np.zeros(B, dtype=np.int64), np.full(B, -np.inf)
+        for k, (dr, dc) in enumerate(moves):
+            nr, nc = np.clip(r + dr, 0, H - 1), np.clip(c + dc, 0, W - 1)
+            inside = (r + dr == nr) & (c + dc == nc)
+            cand = np.where(inside & (d_s[rows, nr, nc] == d - 1), score[rows, nr, nc], -np.inf)
+            better = cand > top
+            pick, top = np.where(better, k, pick), np.where(better, cand, top)
+        r, c = np.where(act, r + moves[pick, 0], r), np.where(act, c + moves[pick, 1], c)
         out[rows[act], r[act], c[act]] = PATH
         d = np.where(act, d - 1, d)
     return out

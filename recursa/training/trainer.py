@@ -39,7 +39,7 @@ from ..tasks import load_task
 from . import checkpoint, distributed
 from .ema import EMA
 from .logging import MetricLogger, Progress, fmt_time
-from .losses import act_loss
+from .losses import act_loss, log_stablemax
 from .optim import AdamATan2, Muon, SignSGDSparse, lr_at
 
 
@@ -121,6 +121,9 @@ class Trainer:
                 raise RecursaError(f"{t.data}: train and test splits disagree on vocab_size/seq_len")
         if self.task is not None and self.test_split is not None:
             self.task.scorer(t.data, self.test_split)  # the files evaluation needs, checked now, not after training
+        if t.nearest_answer and (self.task is None or not getattr(self.task, "answer_sets", False)):
+            what = self.task.describe() if self.task is not None else f"{t.data} (no task.json)"
+            raise RecursaError(f"train.nearest_answer: {what} has one answer per puzzle; nothing to choose among")
 
         self.model: ACT = build_model(cfg.model, self.spec, seed=t.seed).to(self.device)
         self.model.train()
@@ -456,7 +459,10 @@ class Trainer:
             token_w = halt_w
         if t.loss_steps == "last":  # RSM: the token loss only where the row's puzzle ends
             token_w = c.halted.to(torch.float32) * (token_w if token_w is not None else 1.0)
-        loss, metrics = act_loss(out, c.data["labels"], c.halted, c.steps, t.loss, token_weights=token_w,
+        labels = c.data["labels"]
+        if t.nearest_answer:  # several right answers: train against the one nearest the prediction
+            labels = self._nearest_labels(c.data["inputs"], labels, out["logits"])
+        loss, metrics = act_loss(out, labels, c.halted, c.steps, t.loss, token_weights=token_w,
                                  halt_weights=halt_w)
         self.step += 1
         finite = torch.isfinite(loss)
@@ -483,6 +489,14 @@ class Trainer:
             self.ema.update(self.model)
         metrics["loss"] = loss.detach()
         return metrics
+
+    def _nearest_labels(self, inputs: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The task's right answer of least token loss under ``logits`` (the loss's own log-probabilities)."""
+        with torch.no_grad():
+            lp = log_stablemax(logits.to(torch.float64)) if self.cfg.train.loss == "stablemax" \
+                else torch.log_softmax(logits.float(), -1)
+            near = self.task.nearest_answers(inputs.cpu().numpy(), labels.cpu().numpy(), lp.cpu().numpy())
+        return torch.from_numpy(np.ascontiguousarray(near)).to(device=labels.device, dtype=labels.dtype)
 
     def _skip_step(self, metrics: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Drop this step's update: no optimizer, puzzle-embedding or EMA step; the in-flight puzzles
