@@ -246,3 +246,16 @@ def test_maze15_conv_muon_recipe_is_the_studys_bundle_on_the_maze_trm_recipe():
     assert best["train"]["num_threads"] == 2 and best["model"]["conv_swiglu"] == 5
     build = "recursa build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 --aug --out "
     assert build + best["train"]["data"] in path.read_text()
+
+
+def test_maze15_nearest_recipe_is_the_conv_muon_recipe_with_nearest_answers_and_the_conv_mixer():
+    """configs/maze15_nearest_cpu.toml (issue 13's maze target) is configs/maze15_conv_muon_cpu.toml plus
+    exactly train.nearest_answer and a 5x5 conv token mixer, on the same data, budget and threads, and
+    its header names the build, the 8-view evaluation and its run directory."""
+    best = _recipe_is_bundle("maze15_conv_muon_cpu.toml", "maze15_nearest_cpu.toml",
+                             "train.nearest_answer=true;model.conv_mixer=5", {"train.out"})
+    assert best["train"]["max_time_s"] == 1800 and best["train"]["num_threads"] == 2
+    text = (REPO / "configs" / "maze15_nearest_cpu.toml").read_text()
+    assert "recursa build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 --aug --out " \
+        + best["train"]["data"] in text
+    assert f"recursa eval {best['train']['out']} --data {best['train']['data']} --steps 16 --views 8" in text

@@ -656,8 +656,9 @@ class Trainer:
         flat.update({f"eval/{k}": v for k, v in scalars.items()})
         flat["elapsed_s"] = self.elapsed  # training time at this evaluation (the accuracy-time curve)
         self.logger.log(self.step, flat)
-        self.progress.message(f"eval @ step {self.step}: exact {res['exact_accuracy']:.3f}  token {res['token_accuracy']:.3f}"
-                              f"  by step {' '.join(f'{x:.2f}' for x in res['exact_by_step'])}")
+        valid = f"  valid {res['valid_rate']:.3f}" if res.get("valid_rate") is not None else ""  # families with a checker
+        self.progress.message(f"eval @ step {self.step}: exact {res['exact_accuracy']:.3f}{valid}  "
+                              f"token {res['token_accuracy']:.3f}  by step {' '.join(f'{x:.2f}' for x in res['exact_by_step'])}")
         return res
 
 
