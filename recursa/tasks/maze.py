@@ -157,9 +157,8 @@ class MazeTask(TaskBase):
     def nearest_answers(self, inputs: np.ndarray, labels: np.ndarray, logp: np.ndarray) -> np.ndarray:
         grids = self._grid(inputs)
         gain = (logp[..., PATH] - logp[..., OPEN]).reshape(grids.shape)
-        out = nearest_shortest_paths(grids, gain).reshape(np.shape(labels))
         # a maze without a path from S to G keeps its given labels
-        return np.where((shortest_lengths(grids) > 0)[:, None], out, labels)
+        return nearest_shortest_paths(grids, gain, self._grid(labels)).reshape(np.shape(labels))
 
     def reference(self, inputs: np.ndarray) -> np.ndarray | None:
         grids = self._grid(inputs)
@@ -243,7 +242,7 @@ def mark_shortest_paths(grids: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def nearest_shortest_paths(grids: np.ndarray, gain: np.ndarray) -> np.ndarray:
+def nearest_shortest_paths(grids: np.ndarray, gain: np.ndarray, unreachable: np.ndarray | None = None) -> np.ndarray:
     """Answer grids (B, H, W): of all shortest S->G paths of each maze, the one with the largest
     sum of ``gain`` (B, H, W) over its cells, marked with PATH (S, G and the rest as in ``grids``).
 
@@ -251,7 +250,7 @@ def nearest_shortest_paths(grids: np.ndarray, gain: np.ndarray) -> np.ndarray:
     cross-entropy is least (the loss of every other cell is the same whichever path is chosen):
     dynamic programming over the cells of shortest paths in order of their distance from S, then a
     walk back from G through the best predecessors (ties: up, down, left, right). Mazes whose G is
-    not reachable are returned unchanged."""
+    not reachable get their row of ``unreachable`` (default: the maze unchanged)."""
     grids = np.asarray(grids)
     B, H, W = grids.shape
     passable = grids != WALL
@@ -285,6 +284,8 @@ def nearest_shortest_paths(grids: np.ndarray, gain: np.ndarray) -> np.ndarray:
         r, c = np.where(act, r + moves[pick, 0], r), np.where(act, c + moves[pick, 1], c)
         out[rows[act], r[act], c[act]] = PATH
         d = np.where(act, d - 1, d)
+    if unreachable is not None:
+        out = np.where((length < 0)[:, None, None], unreachable, out)
     return out
 
 
