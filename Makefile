@@ -1,12 +1,13 @@
 # Two commands do all set-up on a fresh machine with only python3:
 #   make demo    create/reuse .venv, install recursa, run `recursa demo` (replacing an earlier demo)
 #   make test    create/reuse .venv, install recursa + pytest, run the test suite
+#   (make test-numerics ISA=avx2|default: the numerical tests as on a CPU with fewer instruction sets)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-numerics venv clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# The numerical tests alone, as on another CPU: ISA=native|avx2|default (scripts/emulate_isa.sh)
+ISA ?= native
+test-numerics: $(STAMP)
+	scripts/emulate_isa.sh $(ISA) $(BIN)/python -m pytest -q -m numerics tests
 
 clean:
 	rm -rf $(VENV) runs

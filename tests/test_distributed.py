@@ -31,11 +31,29 @@ def torchrun(cfg_path, out, *extra, nproc=2):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
+def assert_same_training(a: dict, b: dict, keys) -> None:
+    """Two runs of the same computation whose float reductions ran in another order (one process vs
+    two; rows of one batch summed in another grouping). Dense tensors agree to float tolerance.
+    The puzzle embeddings are trained by sign-SGD: each element moves by exactly +-lr a step, so a
+    gradient element within rounding of zero may take the other sign in one run (a difference of
+    2 lr, 0.02 here) while every other element agrees: at most 2 elements (or 1%) may differ, by at
+    most 2 lr per step (a wrong batch or a wrong sum of the sparse gradients moves most of them)."""
+    for k in keys:
+        x, y = a[k], b[k]
+        if k.endswith("puzzle_emb.weights"):
+            d = (x - y).abs()
+            assert (d > 1e-4).sum().item() <= max(2, 0.01 * d.numel()), (k, (d > 1e-4).sum().item())
+            assert d.max().item() <= 2 * 1e-2 * 12 + 1e-4, k
+        else:
+            assert (x - y).abs().max() <= 1e-4, k
+
+
 def _state(run, step=12):
     ckpt = run / "checkpoints" / f"step_{step:07d}"
     return load_file(str(ckpt / "train_state.safetensors")), json.loads((ckpt / "train_state.json").read_text())
 
 
+@pytest.mark.numerics
 def test_two_processes_end_where_one_process_ends(tiny_data, tmp_path):
     """2 gloo ranks x 8 rows = one process x 16 rows: parameters, EMA, optimiser moments and puzzle
     embeddings agree to float tolerance; sampler position, step and the saved (gathered) carry's
@@ -48,15 +66,16 @@ def test_two_processes_end_where_one_process_ends(tiny_data, tmp_path):
     two, two_json = _state(tmp_path / "two")
     assert one.keys() == two.keys()
     assert any(k.startswith("model.inner.puzzle_emb") for k in one) and any(k.startswith("ema.") for k in one)
-    for k, v in one.items():
-        if k.startswith(("model.", "ema.", "optim.")) and v.is_floating_point():
-            assert (v - two[k]).abs().max() <= 1e-4, k
-        elif k.startswith("carry.data.") or k in ("carry.steps", "carry.halted"):
-            assert torch.equal(v, two[k]), k  # the same puzzles at the same depth in every row
+    assert_same_training(one, two, [k for k, v in one.items()
+                                    if k.startswith(("model.", "ema.", "optim.")) and v.is_floating_point()])
+    for k in one:
+        if k.startswith("carry.data.") or k in ("carry.steps", "carry.halted"):
+            assert torch.equal(one[k], two[k]), k  # the same puzzles at the same depth in every row
     assert one_json["sampler"] == two_json["sampler"] and one_json["step"] == two_json["step"] == 12
     assert (tmp_path / "two" / "metrics.jsonl").read_text().count("\n") == 3  # rank 0 alone logs
 
 
+@pytest.mark.numerics
 def test_a_torchrun_run_resumes_exactly(tiny_data, tmp_path):
     """Stopped at step 6 and resumed under torchrun: bit-identical to the uninterrupted 2-process run;
     a one-process checkpoint also continues on two processes (the carry is saved in row order)."""
@@ -78,9 +97,7 @@ def test_a_torchrun_run_resumes_exactly(tiny_data, tmp_path):
     mixed = torchrun(cfg_path, tmp_path / "mixed", "--resume")
     assert mixed.returncode == 0, mixed.stderr[-3000:]
     c, _ = _state(tmp_path / "mixed")
-    for k in a:
-        if k.startswith("model.") and a[k].is_floating_point():
-            assert (a[k] - c[k]).abs().max() <= 1e-4, k
+    assert_same_training(a, c, [k for k in a if k.startswith("model.") and a[k].is_floating_point()])
 
 
 def test_batch_must_divide_over_the_processes(tiny_data, tmp_path):
@@ -189,6 +206,7 @@ def test_gpu_check_script_parses_and_covers_every_preset():
     assert "torch.distributed.run" in text and "--compile" in text
 
 
+@pytest.mark.numerics
 def test_prefetching_the_next_batch_changes_nothing_and_resumes_exactly(tiny_data, tmp_path, monkeypatch):
     """With prefetch (on GPUs the next batch is copied while the step runs) the sampler has drawn
     one batch ahead; a checkpoint records the position before that draw, so runs with and without

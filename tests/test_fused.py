@@ -18,6 +18,7 @@ from .conftest import cli_error
 from .test_models import _rand_batch, _small
 
 OFFICIAL = os.environ.get("RECURSA_OFFICIAL_TRM")
+pytestmark = pytest.mark.numerics  # .ci/run also runs these under emulated instruction sets
 
 
 def _close(a, b, rel=1e-5):

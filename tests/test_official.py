@@ -18,7 +18,8 @@ from recursa.evaluation.evaluate import evaluate
 from recursa.inference import load_checkpoint
 
 from .conftest import data_file, fixture_file
-from .test_models import TOL, _batch
+from . import numerics
+from .test_models import _batch, check_urm_against_fixture, fixture_steps
 
 NAMES = {"trm_att_rope": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
          "trm_mlp_t": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
@@ -40,6 +41,7 @@ def _official_files(tmp_path, case, prefix="_orig_mod.model.", init_dtype=torch.
     return ckpt, cfg
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("case", ["trm_att_rope", "trm_mlp_t", "hrm"])
 def test_imported_official_checkpoint_reproduces_the_official_outputs(tmp_path, case, capsys):
     ckpt, cfg = _official_files(tmp_path, case)
@@ -50,16 +52,12 @@ def test_imported_official_checkpoint_reproduces_the_official_outputs(tmp_path, 
     assert loaded.meta["step"] == 1234 and loaded.cfg.model.arch == ("hrm" if case == "hrm" else "trm")
     io = load_file(str(fixture_file(f"official/{case}.io.safetensors")))
     model, batch = loaded.model, _batch(io, "batch_a")
-    with torch.inference_mode():
-        carry = model.initial_carry(batch)
-        for k in range(1, 4):
-            carry, o = model(carry, batch)
-            for name, got in [("logits", o["logits"]), ("q_halt_logits", o["q_halt_logits"]),
-                              ("z_H", carry.state[0]), ("z_L", carry.state[1])]:
-                assert (got - io[f"step{k}.{name}"]).abs().max() <= TOL[case][k - 1], (k, name)
-            assert torch.equal(carry.halted, io[f"step{k}.halted"])
+    numerics.check_f32_against_fixture(model, numerics.steps_of(batch), fixture_steps(io), case)
+    steps = numerics.eval_steps(model, batch, 3)
+    assert all(torch.equal(st["halted"], io[f"step{k}.halted"]) for k, st in enumerate(steps, start=1))
 
 
+@pytest.mark.numerics
 def test_eval_on_an_official_layout_dataset_reports_the_official_metrics(tmp_path):
     """token_accuracy / exact_accuracy / exact_by_step computed from the official step logits."""
     case = "trm_att_rope"
@@ -222,6 +220,7 @@ def test_official_baseline_config_with_twelve_heads_at_hidden_512(tmp_path, caps
     assert "not given, so the official defaults: arch.forward_dtype = bfloat16" in capsys.readouterr().out
 
 
+@pytest.mark.numerics
 def test_official_trm_hier6_imports_and_reproduces_the_official_outputs(tmp_path, capsys):
     """The multi-latent ablation (official trm_hier6): arch.name gives latents = 6; its official keys
     (H_init, L1_init..L6_init) load, and the imported model reproduces the official code's outputs
@@ -244,19 +243,16 @@ def test_official_trm_hier6_imports_and_reproduces_the_official_outputs(tmp_path
     loaded = load_checkpoint(out)
     assert loaded.cfg.model.latents == 6 and loaded.cfg.model.L_cycles == 6
     batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
-    with torch.inference_mode():
-        carry = loaded.model.initial_carry(batch)
-        for k in range(1, 4):
-            carry, o = loaded.model(carry, batch)
-            for name in ("logits", "q_halt_logits", "q_continue_logits"):
-                assert (o[name] - io[f"step{k}.{name}"]).abs().max() <= 1e-5, (k, name)
-            assert torch.equal(carry.halted, io[f"step{k}.halted"])
     names = ["final.z_H"] + [f"final.z_L{i}" for i in range(1, 7)]
-    assert len(carry.state) == 7
-    for got, name in zip(carry.state, names):
-        assert (got - io[name]).abs().max() <= 1e-5, name
+    official = [{n: io[f"step{k}.{n}"] for n in ("logits", "q_halt_logits", "q_continue_logits")} for k in (1, 2, 3)]
+    official[2].update({f"state{i}": io[name] for i, name in enumerate(names)})  # the carry after step 3
+    numerics.check_f32_against_fixture(loaded.model, numerics.steps_of(batch), official, "trm_hier6")
+    steps = numerics.eval_steps(loaded.model, batch, 3)
+    assert len([n for n in steps[2] if n.startswith("state")]) == 7
+    assert all(torch.equal(st["halted"], io[f"step{k}.halted"]) for k, st in enumerate(steps, start=1))
 
 
+@pytest.mark.numerics
 def test_official_urm_checkpoint_imports_and_reproduces_the_official_outputs(tmp_path, capsys):
     """A URM checkpoint as UbiquantAI/URM's pretrain.py saves it ({"step", "model_state_dict" of the
     compiled loss head, "optimizer_states", "rng_state"}) with URM's config names (arch.loops,
@@ -285,13 +281,7 @@ def test_official_urm_checkpoint_imports_and_reproduces_the_official_outputs(tmp
         ("urm", c["loops"], c["num_layers"], 2, c["H_cycles"], c["L_cycles"])
     assert loaded.cfg.train.batch_size == 768 and loaded.meta["step"] == 7
     batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
-    with torch.inference_mode():
-        carry = loaded.model.initial_carry(batch)
-        for k in range(1, 4):
-            carry, o = loaded.model(carry, batch)
-            assert (o["logits"] - io[f"step{k}.logits"]).abs().max() <= 1e-5, k
-            assert (carry.state[0] - io[f"step{k}.hidden"]).abs().max() <= 1e-5, k
-            assert torch.equal(carry.halted, io[f"step{k}.halted"])
+    check_urm_against_fixture(loaded.model, batch, io)
 
 
 def test_import_from_the_official_run_directory_latest_or_named_step(tmp_path, capsys):

@@ -43,6 +43,7 @@ def _final_state(run):
     return load_file(str(ckpt / "train_state.safetensors")), json.loads((ckpt / "train_state.json").read_text())
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("optimizer", ["adam_atan2", "adamw", "muon"])
 def test_interrupted_and_resumed_run_is_bit_identical(tiny_data, tmp_path, optimizer):
     kw = dict(optimizer=optimizer, ema_rate=0.9, log_interval=5)
@@ -70,6 +71,7 @@ def test_resume_refuses_a_different_model(tiny_data, tmp_path):
         Trainer(tiny_config(tiny_data, tmp_path / "r"), progress=False)
 
 
+@pytest.mark.numerics
 def test_adam_atan2_matches_the_update_rule():
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(5))
@@ -89,6 +91,7 @@ def test_adam_atan2_matches_the_update_rule():
     np.testing.assert_allclose(p.detach().numpy(), ref.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.numerics
 def test_orthogonalize_gives_the_polar_direction_of_a_matrix():
     """Muon's Newton-Schulz map (URM's table, 5 iterations; checked equal to URM's msign to 2e-6 when
     written): the result points along U V^T of the input (a = U S V^T), its singular values pulled
@@ -109,6 +112,7 @@ def test_orthogonalize_gives_the_polar_direction_of_a_matrix():
         assert torch.allclose(orthogonalize(1e3 * a, 5), o, atol=1e-4)  # scale-free
 
 
+@pytest.mark.numerics
 def test_muon_matches_its_update_rule():
     """optimizer = "muon" (URM ARC-AGI-2): 2-D weights move by lr * sqrt(max(shape)) * 0.2 along the
     orthogonalised Nesterov momentum (input rounded to bfloat16), others by bias-corrected AdamW; both

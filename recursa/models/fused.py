@@ -82,9 +82,9 @@ def add_rms_norm(h: torch.Tensor, r: torch.Tensor, eps: float, dim: int = -1) ->
 
 
 def reference_rms_norm(x: torch.Tensor, eps: float, dim: int = -1) -> torch.Tensor:
-    """The official formula: in float32, x * rsqrt(mean(x^2) + eps), cast back."""
+    """The official formula: in float32 (float64 stays float64), x * rsqrt(mean(x^2) + eps), cast back."""
     dtype = x.dtype
-    x = x.float()
+    x = x.to(torch.promote_types(dtype, torch.float32))
     x = x * torch.rsqrt(x.square().mean(dim, keepdim=True) + eps)
     return x.to(dtype)
 
