@@ -317,6 +317,10 @@ class TrainConfig:
     #: or a family's metric such as ARC "pass@2" / "all_tests_pass@2" (= "ARC/pass@2"). "" = off.
     #: Needs evaluation (eval_interval >= 0); `eval`/`solve` take RUN/best as a checkpoint.
     keep_best: str = ""
+    #: At the end of training, choose the halting threshold that ``--adaptive`` uses on the
+    #: dataset's val/ split, when it has one (``recursa build ... --num-val N``), and store it in
+    #: the final checkpoint (recursa/evaluation/halting.py). False: ``--adaptive`` keeps 0.5.
+    calibrate_halt: bool = True
     #: torch.compile the training step (forward + backward); evaluation and saving use the plain
     #: module. Pays a compile time at the start; worth it on GPUs.
     compile: bool = False

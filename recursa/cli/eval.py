@@ -11,8 +11,10 @@ default, one checkpoint, scores that checkpoint alone.
 Test-time compute (the papers' protocol, every puzzle runs the trained number of supervision steps,
 is the default so that numbers stay comparable):
   --steps N / --max-steps M    think deeper: N steps, or at most M (may exceed training)
-  --adaptive                   stop each puzzle when sigmoid(q_halt) >= --halt-threshold (0.5); the
-                               finished puzzles leave the batch, so compute follows difficulty
+  --adaptive                   stop each puzzle when sigmoid(q_halt) >= --halt-threshold (default: the
+                               threshold calibrated on the dataset's val/ split after training and
+                               stored in the checkpoint, else the official 0.5); the finished
+                               puzzles leave the batch, so compute follows difficulty
   --trajectories K --noise S   think wider: K copies per puzzle, batched, copies 1..K-1 with noise S
                                on the latent; the answer: a valid one first, then the most confident
   --views K                    think wider: K symmetric views per puzzle (mazes: the 8 rotations and
@@ -61,8 +63,9 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--adaptive", action="store_true",
                    help="stop each puzzle when its halting confidence reaches --halt-threshold; finished puzzles "
                         "leave the batch")
-    p.add_argument("--halt-threshold", type=float, default=0.5, help="confidence sigmoid(q_halt) that stops a puzzle "
-                                                                     "(default 0.5)")
+    p.add_argument("--halt-threshold", type=float, default=None,
+                   help="confidence sigmoid(q_halt) that stops a puzzle (default: the checkpoint's calibrated "
+                        "threshold, else 0.5)")
     p.add_argument("--trajectories", type=int, default=1, help="K noisy copies of every puzzle, batched (default 1)")
     p.add_argument("--noise", type=float, default=0.0, help="std of the Gaussian noise on copies 1..K-1 (default 0)")
     p.add_argument("--noise-on", choices=["z_L", "z_H", "both"], default="z_L", help="which state gets the noise")
@@ -132,6 +135,8 @@ def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
     if pr.get("views", 1) > 1:
         how += f", {pr['views']} views, majority vote"
     print(f"  protocol         {how}")
+    if pr.get("halt_threshold_source"):
+        print(f"  halting          threshold {pr['halt_threshold_source']}")
     print(f"  steps            {res['mean_steps']:.2f} per puzzle (model's own halting step: mean "
           f"{res['halt_step_mean']:.2f}); {res['network_calls']:,} network applications; "
           f"{res['puzzles_per_s']:.1f} puzzles/s")
@@ -159,6 +164,7 @@ class _Tee:
 
 def run(args) -> int:
     from ..data.format import load_split, read_task_info
+    from ..evaluation import halting
     from ..evaluation.engine import Protocol
     from ..evaluation.evaluate import evaluate
     from ..inference import load_checkpoint, pick_device
@@ -201,8 +207,10 @@ def run(args) -> int:
             feed = _Tee(scorer, pooled)  # this checkpoint's own votes, and the pool's
         else:
             feed = scorer
+        adaptive, threshold, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
+                                                            str(loaded.path / "config.json"))
         protocol = Protocol(max_steps=args.steps or args.max_steps or loaded.model.halt_max_steps,
-                            adaptive=args.adaptive, halt_threshold=args.halt_threshold,
+                            adaptive=adaptive, halt_threshold=threshold,
                             trajectories=args.trajectories, noise=args.noise, noise_on=args.noise_on, seed=args.seed,
                             select=args.select, views=args.views)
         t0 = time.perf_counter()
@@ -211,6 +219,8 @@ def run(args) -> int:
         res["seconds"] = round(time.perf_counter() - t0, 3)
         res["puzzles_per_s"] = round(res["n"] / max(res["seconds"], 1e-9), 2)
         res["trained_steps"] = loaded.cfg.model.halt_max_steps
+        if why is not None:
+            res["protocol"]["halt_threshold_source"] = why
         _print(loaded, res, args.data, args.split, scorer)
         results.append({"checkpoint": str(loaded.path), "step": loaded.meta["step"], **res})
         last_scorer = scorer

@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--steps", type=int, default=0, help="supervision steps (default: as trained; more = think longer)")
     p.add_argument("--adaptive", action="store_true",
                    help="stop when the halting confidence reaches --halt-threshold (at most --steps)")
-    p.add_argument("--halt-threshold", type=float, default=0.5, help="with --adaptive (default 0.5)")
+    p.add_argument("--halt-threshold", type=float, default=None,
+                   help="with --adaptive (default: the checkpoint's calibrated threshold, else 0.5)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"],
                    help="compute in this dtype instead of the checkpoint's (e.g. float32 for an imported bf16 model "
                         "on a CPU without fast bf16)")
@@ -46,14 +47,19 @@ def add_arguments(p: argparse.ArgumentParser):
 def run(args) -> int:
     import torch
 
+    from ..evaluation import halting
     from ..evaluation.engine import Protocol, think
     from ..inference import load_checkpoint, pick_device
 
     if args.steps < 0 or args.per_row < 1:
         raise RecursaError("--steps must be >= 0 and --per-row >= 1")
     loaded = load_checkpoint(args.ckpt, pick_device(args.device), args.dtype)
-    protocol = Protocol(max_steps=args.steps or loaded.model.halt_max_steps, adaptive=args.adaptive,
-                        halt_threshold=args.halt_threshold)
+    adaptive, threshold, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
+                                                        str(loaded.path / "config.json"))
+    if why is not None:
+        print(f"halting threshold {why}")
+    protocol = Protocol(max_steps=args.steps or loaded.model.halt_max_steps, adaptive=adaptive,
+                        halt_threshold=threshold)
     task = loaded.task
     if task is None:
         raise RecursaError(f"{loaded.path}: the checkpoint has no task information (trained on a dataset without task.json)")

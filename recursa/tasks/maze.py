@@ -402,10 +402,16 @@ def read_maze_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
 def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 1000, num_test: int = 1000,
                loop_prob: float = 0.05, aug: bool = False, source: str | Path | None = None,
                test_source: str | Path | None = None, test_fraction: float = 0.1, subsample_size: int = 0,
-               seed: int = 0, overwrite: bool = False, log=print) -> MazeTask:
+               seed: int = 0, overwrite: bool = False, num_val: int = 0, log=print) -> MazeTask:
     """Generate (or import from CSV) a maze dataset in the official layout. Training groups are a
-    maze plus, with ``aug``, its 7 other dihedral views; the test set is not augmented."""
+    maze plus, with ``aug``, its 7 other dihedral views; the test set is not augmented. ``num_val``
+    > 0 (generated mazes) adds a ``val/`` split from its own random stream, none equal to a training
+    or test maze; train and test are the same as without it."""
     rng = np.random.default_rng([seed, 20])
+    if num_val < 0:
+        raise RecursaError(f"--num-val {num_val}: must be >= 0")
+    if num_val and source is not None:
+        raise RecursaError("--num-val is for generated mazes; with --source the CSV's split is used as it is")
     if source is not None:
         q, a, size = read_maze_csv(source)
         if test_source is not None:
@@ -442,25 +448,48 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
         "test": make_split(tq.reshape(len(tq), -1), ta.reshape(len(ta), -1), vocab_size=task.vocab_size),
     }
     lengths = shortest_lengths(tq)
+    build_args = {"size": size, "min_path": min_path, "num_train": num_train, "num_test": num_test,
+                  "loop_prob": loop_prob, "aug": aug, "subsample_size": subsample_size,
+                  "source": None if source is None else str(source),
+                  "test_source": None if test_source is None else str(test_source), "test_fraction": test_fraction}
+    if num_val:
+        vq, va = _held_out_mazes(np.random.default_rng([seed, 21]), num_val, size, min_path, loop_prob, (train_q, tq))
+        splits["val"] = make_split(vq.reshape(num_val, -1), va.reshape(num_val, -1), vocab_size=task.vocab_size)
+        build_args["num_val"] = num_val
     info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed, "builder": "maze",
-            "build_args": {"size": size, "min_path": min_path, "num_train": num_train, "num_test": num_test,
-                           "loop_prob": loop_prob, "aug": aug, "subsample_size": subsample_size,
-                           "source": None if source is None else str(source),
-                           "test_source": None if test_source is None else str(test_source),
-                           "test_fraction": test_fraction}}
+            "build_args": build_args}
     write_dataset(out, splits, ["<blank>"], info, overwrite=overwrite)
-    log(f"wrote {out}: {len(train_q)} training mazes ({len(q)} x {views} views), {len(tq)} test mazes, "
+    val = f", {num_val} validation mazes" if num_val else ""
+    log(f"wrote {out}: {len(train_q)} training mazes ({len(q)} x {views} views), {len(tq)} test mazes{val}, "
         f"{size}x{size}, shortest path {lengths.min()}..{lengths.max()} steps (mean {lengths.mean():.0f})")
     return task
 
 
 # ---------------------------------------------------------------------- `recursa build maze`
+def _held_out_mazes(rng, n: int, size: int, min_path: int, loop_prob: float, others) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` generated mazes, none equal to a maze of ``others`` (arrays of mazes, any shape
+    (k, size * size) or (k, size, size)) nor to each other."""
+    seen = {m.tobytes() for arr in others for m in np.asarray(arr).reshape(len(arr), -1)}
+    qs, as_ = [], []
+    while len(qs) < n:
+        q, a = generate_mazes(rng, n - len(qs), size, min_path, loop_prob)
+        for m, sol in zip(q, a):
+            key = m.reshape(-1).tobytes()
+            if key not in seen:
+                seen.add(key)
+                qs.append(m)
+                as_.append(sol)
+    return np.stack(qs), np.stack(as_)
+
+
 def _build_arguments(p) -> None:
     p.add_argument("--size", type=count_arg, default=30, help="grid side (default 30)")
     p.add_argument("--min-path", type=count_arg, default=110, help="keep mazes whose shortest S-G path has at least this "
                                                              "many steps (default 110, as Maze-Hard)")
     p.add_argument("--num-train", type=count_arg, default=1000, help="generated training mazes (default 1000)")
     p.add_argument("--num-test", type=count_arg, default=1000, help="generated test mazes (default 1000)")
+    p.add_argument("--num-val", type=count_arg, default=0, help="generated validation mazes (val/), none equal to a "
+                   "training or test maze: the halting threshold is calibrated on them after training (default 0)")
     p.add_argument("--loop-prob", type=float, default=0.05,
                    help="probability of opening each remaining wall between two corridor cells (default 0.05)")
     p.add_argument("--aug", action="store_true", help="add the 7 other dihedral views of each training maze")
@@ -480,7 +509,8 @@ def _build_from_args(args):
     build_maze(args.out, overwrite=args.overwrite, size=args.size, min_path=args.min_path, num_train=args.num_train,
                num_test=args.num_test, loop_prob=args.loop_prob, aug=args.aug, source=args.source,
                test_source=args.test_source,
-               test_fraction=args.test_fraction, subsample_size=args.subsample_size, seed=args.seed)
+               test_fraction=args.test_fraction, subsample_size=args.subsample_size, seed=args.seed,
+               num_val=args.num_val)
 
 
 BUILD = BuildCommand(

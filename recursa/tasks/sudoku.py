@@ -491,12 +491,14 @@ def parse_box(text: str) -> tuple[int, int]:
 
 
 def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 1000, num_test: int = 1000,
-                 num_aug: int = 0, givens: int = 0, seed: int = 0, overwrite: bool = False,
+                 num_aug: int = 0, givens: int = 0, seed: int = 0, overwrite: bool = False, num_val: int = 0,
                  log=print) -> SudokuTask:
     """Generate unique-solution puzzles; training groups are an original + ``num_aug`` augmentations.
 
     Test puzzles come from their own random stream and any that equal a training view are
-    re-drawn, so the test set is held out. The test set is never augmented.
+    re-drawn, so the test set is held out. The test set is never augmented. ``num_val`` > 0 adds a
+    ``val/`` split from a third stream, disjoint from both (train and test are the same as without
+    it): for choices made after training, such as the halting threshold, never on the test set.
     """
     task = SudokuTask(box_rows, box_cols)
     s = task.sudoku
@@ -507,8 +509,10 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
                            "and --num-aug >= 0")
     if num_test < 1:
         raise RecursaError(f"--num-test {num_test}: a dataset needs at least one test puzzle")
+    if num_val < 0:
+        raise RecursaError(f"--num-val {num_val}: must be >= 0")
     known = FULL_GRIDS.get((box_rows, box_cols)) if givens == s.cells else None
-    if known is not None and num_train + num_test > known:
+    if known is not None and num_train + num_test + num_val > known:
         raise RecursaError(f"--givens {givens} asks for complete grids, and only {known} distinct {s.name} grids "
                            f"exist: --num-train {num_train} + --num-test {num_test} = {num_train + num_test} is too many")
     # At least the two int32 token arrays of every training view and test puzzle are held at once.
@@ -524,7 +528,7 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
             if key in seen:
                 repeats += 1
                 if repeats >= MAX_REPEATED_DRAWS:
-                    held_out = " that are not training views" if what == "test" else ""
+                    held_out = {"test": " that are not training views", "val": " that are neither training views nor test puzzles"}.get(what, "")
                     raise RecursaError(
                         f"--num-{what} {n}: found only {len(puzzles)} distinct {what} puzzles{held_out} "
                         f"({MAX_REPEATED_DRAWS} draws in a row repeated a puzzle already drawn), but {n} were asked "
@@ -555,12 +559,17 @@ def build_sudoku(out, *, box_rows: int = 2, box_cols: int = 3, num_train: int = 
         "train": make_split(enc(train_p), enc(train_s), np.full(num_train, num_aug + 1), vocab_size=task.vocab_size),
         "test": make_split(enc(test_p), enc(test_s), vocab_size=task.vocab_size),
     }
-    info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed,
-            "build_args": {"num_train": num_train, "num_test": num_test, "num_aug": num_aug, "givens": givens}}
+    build_args = {"num_train": num_train, "num_test": num_test, "num_aug": num_aug, "givens": givens}
+    if num_val:
+        val_p, val_s = generate(np.random.default_rng([seed, 3]), num_val, seen, "val")  # seen holds the test set
+        splits["val"] = make_split(enc(val_p), enc(val_s), vocab_size=task.vocab_size)
+        build_args["num_val"] = num_val
+    info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed, "build_args": build_args}
     write_dataset(out, splits, ["<blank>"], info, overwrite=overwrite)
     mean_givens = float((test_p > 0).sum(-1).mean()) if num_test else float("nan")
+    val = f", {num_val} validation puzzles" if num_val else ""
     log(f"wrote {out}: {len(train_p)} training puzzles ({num_train} x {num_aug + 1} views), "
-        f"{num_test} test puzzles, {task.describe()}, mean givens {mean_givens:.1f}")
+        f"{num_test} test puzzles{val}, {task.describe()}, mean givens {mean_givens:.1f}")
     return task
 
 
@@ -570,6 +579,8 @@ def _build_arguments(p) -> None:
     p.add_argument("--num-train", type=count_arg, default=2000, help="training puzzles before augmentation (default 2000)")
     p.add_argument("--num-test", type=count_arg, default=1000, help="held-out test puzzles (default 1000)")
     p.add_argument("--num-aug", type=count_arg, default=0, help="augmented copies of each training puzzle (default 0)")
+    p.add_argument("--num-val", type=count_arg, default=0, help="validation puzzles (val/), disjoint from train and "
+                   "test: the halting threshold is calibrated on them at the end of training (default 0: none)")
     p.add_argument("--givens", type=count_arg, default=0, help="stop removing cells at this many givens; 0 = minimal puzzles (default 0)")
     p.add_argument("--seed", type=count_arg, default=0, help="random seed (default 0)")
 
@@ -578,7 +589,8 @@ def _build_from_args(args):
     check_counts(args)
     rows, cols = parse_box(args.box)
     build_sudoku(args.out, overwrite=args.overwrite, box_rows=rows, box_cols=cols, num_train=args.num_train,
-                 num_test=args.num_test, num_aug=args.num_aug, givens=args.givens, seed=args.seed)
+                 num_test=args.num_test, num_aug=args.num_aug, givens=args.givens, seed=args.seed,
+                 num_val=args.num_val)
 
 
 BUILD = BuildCommand(

@@ -32,6 +32,7 @@ from ..config import RunConfig
 from ..data.dataset import TrainSampler
 from ..data.format import check_task_matches, load_split, read_task_info
 from ..errors import RecursaError
+from ..evaluation import halting
 from ..evaluation.evaluate import evaluate
 from ..device import pick_device, to_device
 from ..models import ACT, Carry, DataSpec, build_model, count_parameters
@@ -629,12 +630,34 @@ class Trainer:
             if out_of_time:
                 break
         path = self.save()  # the final checkpoint comes before the final evaluation
+        if t.calibrate_halt and self.dist.main:
+            self._calibrate_halting(path)
         last_eval = self._log_eval(final=True) if t.eval_interval >= 0 and self.dist.main else None
         self.progress.close()
         if last_eval is not None:
             self.log(f"final: exact accuracy {last_eval['exact_accuracy']:.3f} on {last_eval['n']} test puzzles")
         self.log(f"checkpoint: {path}")
         return path
+
+    def _calibrate_halting(self, path: Path) -> None:
+        """The --adaptive threshold, chosen on the dataset's val/ split, into the final checkpoint."""
+        data = Path(self.cfg.train.data)
+        if not (data / "val" / "dataset.json").is_file():
+            return
+        val = load_split(data, "val")
+        if self.task is not None:
+            check_task_matches(self.task, val.meta, data, "val")
+        rec = halting.calibrate(self.eval_model(), val, self.task, step=self.step, batch_size=self.cfg.eval.batch_size,
+                                device=self.device)
+        self.model.train()
+        halting.store(path, rec)
+        if rec["threshold"] is None:
+            self.log(f"halting: no threshold keeps the accuracy on {rec['n']} validation puzzles; "
+                     "--adaptive will run every step")
+        else:
+            self.log(f"halting: --adaptive will stop at confidence {rec['threshold']} (on {rec['n']} validation "
+                     f"puzzles: exact {rec['adaptive_exact']:.3f} in {rec['adaptive_mean_steps']:.2f} steps, fixed "
+                     f"{rec['fixed_exact']:.3f} in {rec['max_steps']})")
 
     def _log_eval(self, final: bool) -> dict:
         try:
