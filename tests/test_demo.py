@@ -6,7 +6,7 @@ import json
 from PIL import Image
 
 from recursa.cli import main
-from recursa.demo import run_demo
+from recursa.demo import _verdict, run_demo
 
 
 def test_short_demo_writes_everything(tmp_path, capsys):
@@ -34,14 +34,25 @@ def test_demo_step_budget_is_exact_for_both_models(tmp_path):
     assert set(summary["train_s"]) == {"trm", "baseline"} and all(v > 0 for v in summary["train_s"].values())
 
 
-def test_the_sudoku6_cpu_recipe_is_the_demos():
-    """configs/sudoku6_trm_cpu.toml trains the demo's model with the demo's recipe."""
+def test_the_sudoku6_demo_recipe_is_the_demos():
+    """configs/sudoku6_demo_cpu.toml trains the demo's model with the demo's recipe."""
     from recursa import config
     from recursa.demo import PRESETS, TRAIN_DEFAULTS
 
     from .conftest import REPO
-    cfg = config.load(REPO / "configs" / "sudoku6_trm_cpu.toml")
-    for key, value in PRESETS["sudoku6"].model.items():
+    cfg = config.load(REPO / "configs" / "sudoku6_demo_cpu.toml")
+    preset = PRESETS["sudoku6"]
+    for key, value in preset.model.items():
         assert getattr(cfg.model, key) == value, key
-    for key in ("batch_size", "lr", "lr_warmup_steps", "weight_decay", "lr_min_ratio", "ema", "ema_rate"):
-        assert getattr(cfg.train, key) == TRAIN_DEFAULTS[key], key
+    train = {**TRAIN_DEFAULTS, **preset.train}
+    for key in ("batch_size", "lr", "lr_warmup_steps", "weight_decay", "lr_min_ratio", "ema", "ema_rate", "optimizer",
+                "step_weights", "depth_curriculum"):
+        assert getattr(cfg.train, key) == train[key], key
+    assert cfg.train.steps == preset.steps
+
+
+def test_the_plot_says_what_was_measured():
+    """The demo's verdict (plot title, summary.json) follows the numbers, not the hope."""
+    assert _verdict([0.4, 0.9, 0.97], 0.002) == "recursion pays off"
+    assert _verdict([0.95, 0.95, 0.96], 0.1) == "TRM beats the baseline, but not by thinking longer"
+    assert _verdict([0.2, 0.5, 0.6], 0.58) == "recursion did not beat the same-size baseline here"

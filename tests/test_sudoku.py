@@ -22,6 +22,24 @@ def test_generator_gives_unique_solution_puzzles(box, n):
         assert (puzzle > 0).sum() < s.cells
 
 
+@pytest.mark.parametrize("box", [(2, 2), (2, 3)])
+def test_excluding_the_known_value_decides_uniqueness_as_counting_to_two(box):
+    """The generator asks "is there a solution with another value in this cell?" (solve with
+    exclude) instead of counting solutions up to 2: the same answer for every cell of every puzzle,
+    and a minimal puzzle (givens=0) loses uniqueness when any given is removed."""
+    s = Sudoku(*box)
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        puzzle, solution = s.generate(rng)
+        for i in range(s.cells):
+            p = puzzle.copy()
+            p[i] = 0
+            unique = s.solve(p, limit=2)[0] == 1
+            assert unique == (s.solve(p, limit=1, exclude=(i, int(solution[i])))[0] == 0), i
+            if puzzle[i]:
+                assert not unique, i  # minimal
+
+
 def test_givens_knob_controls_difficulty():
     s = Sudoku(2, 3)
     rng = np.random.default_rng(0)

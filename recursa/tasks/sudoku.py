@@ -148,11 +148,13 @@ class Sudoku:
         return in_range & rules & givens
 
     # ------------------------------------------------------------------ solver
-    def solve(self, grid: np.ndarray, limit: int = 2) -> tuple[int, np.ndarray | None]:
+    def solve(self, grid: np.ndarray, limit: int = 2, exclude: tuple[int, int] | None = None
+              ) -> tuple[int, np.ndarray | None]:
         """Count solutions up to ``limit``; return (count, first solution or None).
 
         Depth-first search on bit masks, always branching on the cell with fewest candidates.
-        Givens that conflict count as 0 solutions.
+        Givens that conflict count as 0 solutions. ``exclude = (cell, value)`` (an empty cell):
+        count only the solutions whose ``cell`` is not ``value``.
         """
         N = self.N
         rows, cols, boxes = [0] * N, [0] * N, [0] * N
@@ -171,6 +173,7 @@ class Sudoku:
                 empties.append(i)
         rcb, full = self._rcb, self.full_mask
         found: list = []
+        ex_cell, ex_bit = (exclude[0], 1 << (int(exclude[1]) - 1)) if exclude is not None else (-1, 0)
 
         def search(empties: list[int]) -> int:
             if not empties:
@@ -180,6 +183,8 @@ class Sudoku:
             for i in empties:
                 r, c, b = rcb[i]
                 m = full & ~(rows[r] | cols[c] | boxes[b])
+                if i == ex_cell:
+                    m &= ~ex_bit
                 n = m.bit_count()
                 if n < best_n:
                     best_i, best_m, best_n = i, m, n
@@ -325,7 +330,9 @@ class Sudoku:
                 break
             v = puzzle[i]
             puzzle[i] = 0
-            if self.solve(puzzle, limit=2)[0] != 1:
+            # still unique <=> no solution with another value in cell i (the known one has v there):
+            # the same answer as counting solutions up to 2, without finding the known one first
+            if self.solve(puzzle, limit=1, exclude=(int(i), int(v)))[0]:
                 puzzle[i] = v
             else:
                 n_givens -= 1
