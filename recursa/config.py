@@ -92,9 +92,19 @@ class ModelConfig:
     #: without early halting, 32,000 mazes, 30 min on 2 threads) the token loss rose from 0.19 to 0.23
     #: after the held-out valid rate peaked at 57% and the rate fell to 42%; with the head detached
     #: the token loss kept falling and the rate held, 55% at the end (61% at 16 steps). On 9x9 Sudoku
-    #: with CGAR + Muon (configs/sudoku9_cgar_muon_cpu.toml, 7.6 min, 1 thread, 500 held-out puzzles)
+    #: with CGAR + Muon (the study's cgar-muon bundle, 7.6 min, 1 thread, 500 held-out puzzles)
     #: it lifted seed 1 from 52.6% to 83.4% exact at 8 steps (seed 0: 70.8% -> 81.0%).
     halt_detach: bool = False
+    #: What the halting decision reads. "head": the q head's q_halt (official). "answer": no learned
+    #: head but the model's probability of its own answer, prod over cells of the top softmax
+    #: probability, as log-odds (recursa/models/base.py:answer_log_odds), from detached logits; the q
+    #: head stays (its q_halt loss trains nothing). Not in the papers. Why: a head that reads one
+    #: position's state (z_H[:, 0]) sees the whole answer only where its gradient teaches the
+    #: recursion to put it there, which cost 2-3 points of accuracy on the demo; detached
+    #: (halt_detach) it separated right from wrong answers by 0.49 vs 0.48 there, while the answer's
+    #: probability gave 1.00 vs 0.59. ``recursa eval/solve --halt-signal`` choose it at test time for
+    #: any checkpoint; halting calibration (recursa/evaluation/halting.py) measures both.
+    halt_signal: Literal["head", "answer"] = "head"
     #: TRM single-latent ablation (official ``trm_singlez``): one state z, updated n times as
     #: z <- f(z + x) and then once as z <- f(z) per cycle; heads read z. TRM only.
     single_latent: bool = False
@@ -170,6 +180,12 @@ class ModelConfig:
                                f"{head_dim} (the head size) must be even for pos_encodings = \"rope\"")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             raise RecursaError(f"model.halt_exploration_prob={self.halt_exploration_prob} must be in [0, 1]")
+        if self.halt_signal == "answer" and self.q_continue:
+            raise RecursaError('model.halt_signal = "answer" halts on the answer\'s probability; Q-learning halting '
+                               "(model.q_continue = true) needs the q head: set one of them back")
+        if self.halt_signal == "answer" and self.halt_detach:
+            raise RecursaError('model.halt_detach does nothing with model.halt_signal = "answer" (the q head is not '
+                               "used to halt and sends no gradient): remove one")
         if self.expansion <= 0:
             raise RecursaError(f"model.expansion={self.expansion} must be > 0")
         _at_most(self, "expansion", MAX_EXPANSION)

@@ -1,7 +1,7 @@
 """The demo on every seed and instruction set: the table of docs/benchmarks.md (issue 25).
 
     python scripts/demo_table.py [--seeds 0,1,2,3,4] [--isas native,avx2,default] [--out runs/demo_table]
-                                 [--json results/demo_table.json]
+                                 [--json results/demo_table.json] [--reuse]
 
 Runs `recursa demo --seed S` under `scripts/emulate_isa.sh ISA` for every pair, one after the other
 (2 threads each, as `make demo`), and writes one JSON file with every run's held-out numbers, its
@@ -18,7 +18,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,18 +39,23 @@ def main() -> int:
     ap.add_argument("--isas", default="native,avx2,default")
     ap.add_argument("--out", default="runs/demo_table")
     ap.add_argument("--json", default="results/demo_table.json")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the demos already in --out (their training and wall times); calibrate their halting "
+                         "again (`recursa calibrate`, the current rule) and evaluate again")
     args = ap.parse_args()
     import torch
     runs = []
     for isa in args.isas.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
             out = Path(args.out) / f"{isa}_seed{seed}"
-            t0 = time.time()
-            cmd = [str(REPO / "scripts" / "emulate_isa.sh"), isa, sys.executable, "-m", "recursa", "demo",
-                   "--seed", str(seed), "--out", str(out), "--overwrite"]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode != 0:
-                sys.exit(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
+            isa_cmd = [str(REPO / "scripts" / "emulate_isa.sh"), isa, sys.executable, "-m", "recursa"]
+            cmds = [[*isa_cmd, "demo", "--seed", str(seed), "--out", str(out), "--overwrite"]]
+            if args.reuse and (out / "summary.json").is_file():
+                cmds = [[*isa_cmd, "calibrate", str(out / "trm"), "--data", str(out / "data")]]
+            for cmd in cmds:
+                r = subprocess.run(cmd, capture_output=True, text=True)
+                if r.returncode != 0:
+                    sys.exit(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
             s = json.loads((out / "summary.json").read_text())
             # --adaptive with the threshold calibrated on val/ at the end of training, against the fixed 8 steps
             ev = {}
@@ -65,9 +69,12 @@ def main() -> int:
                 r = json.loads(dest.read_text())
                 ev[name] = {"exact": r["exact_accuracy"], "mean_steps": r["mean_steps"],
                             "network_calls": r["network_calls"], "protocol": r["protocol"]}
+            last = sorted((out / "trm" / "checkpoints").glob("step_*"))[-1]  # the final (calibrated) checkpoint
+            halting = json.loads((last / "config.json").read_text()).get("halting")
             runs.append({"isa": isa, "seed": seed, "trm_exact": s["trm_exact"], "baseline_exact": s["baseline_exact"],
+                         "halting": halting,
                          "trm_exact_by_step": s["trm_exact_by_step"], "train_s": s["train_s"], "wall_s": s["wall_s"],
-                         "command_s": round(time.time() - t0, 1), "steps": s["steps"], "n_test": s["n_test"],
+                         "steps": s["steps"], "n_test": s["n_test"],
                          "eval": ev})
             a, f = ev["adaptive"], ev["fixed"]
             print(f"{isa:8s} seed {seed}: TRM {100 * s['trm_exact']:.1f}%  baseline {100 * s['baseline_exact']:.1f}%  "
@@ -89,12 +96,13 @@ def main() -> int:
         cells = [f"{100 * r['trm_exact']:.1f}%" for r in sorted(rs, key=lambda r: r["seed"])]
         print(f"| {isa} | " + " | ".join(cells) + f" | {100 * min(r['trm_exact'] for r in rs):.1f}% | "
               f"{100 * max(r['baseline_exact'] for r in rs):.1f}% | {sum(r['wall_s'] for r in rs) / len(rs):.0f} s |")
-    print("\n| instruction set | seed | fixed 8: exact | --adaptive: exact | steps / puzzle | network applications |")
-    print("|---|---|---|---|---|---|")
+    print("\n| instruction set | seed | fixed 8: exact | --adaptive: exact | steps / puzzle | network applications "
+          "| calibrated signal, threshold |")
+    print("|---|---|---|---|---|---|---|")
     for r in runs:
-        a, f = r["eval"]["adaptive"], r["eval"]["fixed"]
+        a, f, h = r["eval"]["adaptive"], r["eval"]["fixed"], r["halting"] or {}
         print(f"| {r['isa']} | {r['seed']} | {100 * f['exact']:.1f}% | {100 * a['exact']:.1f}% | {a['mean_steps']:.2f} | "
-              f"{a['network_calls']:,} / {f['network_calls']:,} |")
+              f"{a['network_calls']:,} / {f['network_calls']:,} | {h.get('signal', 'head')}, {h.get('threshold')} |")
     print(f"\nwrote {dest}")
     return 0
 

@@ -18,7 +18,7 @@ import traceback
 from .. import __version__
 from ..errors import RecursaError
 from ..perf import tune_allocator
-from . import adapt, bench, build, demo, import_official, render, solve, sweep, train
+from . import adapt, bench, build, calibrate, demo, import_official, render, solve, sweep, train
 from . import eval as eval_cmd
 
 COMMANDS = {
@@ -26,6 +26,7 @@ COMMANDS = {
     "build": (build, "build a dataset (official on-disk layout)"),
     "train": (train, "train a model from a TOML recipe"),
     "eval": (eval_cmd, "evaluate a checkpoint on a dataset split"),
+    "calibrate": (calibrate, "choose a checkpoint's --adaptive halting signal and threshold on held-out puzzles"),
     "solve": (solve, "solve one puzzle, showing the answer after every supervision step"),
     "sweep": (sweep, "train a grid of runs differing only in recursion depth (or any setting) and plot accuracy"),
     "adapt": (adapt, "fit puzzle embeddings for ARC tasks not seen in training, on their demonstrations"),

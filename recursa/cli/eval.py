@@ -11,10 +11,12 @@ default, one checkpoint, scores that checkpoint alone.
 Test-time compute (the papers' protocol, every puzzle runs the trained number of supervision steps,
 is the default so that numbers stay comparable):
   --steps N / --max-steps M    think deeper: N steps, or at most M (may exceed training)
-  --adaptive                   stop each puzzle when sigmoid(q_halt) >= --halt-threshold (default: the
-                               threshold calibrated on the dataset's val/ split after training and
-                               stored in the checkpoint, else the official 0.5); the finished
-                               puzzles leave the batch, so compute follows difficulty
+  --adaptive                   stop each puzzle when its halting confidence >= --halt-threshold (default:
+                               the signal and threshold calibrated on the dataset's val/ split after
+                               training and stored in the checkpoint, else the official q head at 0.5);
+                               the finished puzzles leave the batch, so compute follows difficulty
+  --halt-signal head|answer    the confidence: the q head's sigmoid(q_halt), or the model's
+                               probability of its own answer (product of the cells' top probabilities)
   --trajectories K --noise S   think wider: K copies per puzzle, batched, copies 1..K-1 with noise S
                                on the latent; the answer: a valid one first, then the most confident
   --views K                    think wider: K symmetric views per puzzle (mazes: the 8 rotations and
@@ -64,8 +66,10 @@ def add_arguments(p: argparse.ArgumentParser):
                    help="stop each puzzle when its halting confidence reaches --halt-threshold; finished puzzles "
                         "leave the batch")
     p.add_argument("--halt-threshold", type=float, default=None,
-                   help="confidence sigmoid(q_halt) that stops a puzzle (default: the checkpoint's calibrated "
-                        "threshold, else 0.5)")
+                   help="confidence that stops a puzzle (default: the checkpoint's calibrated threshold, else 0.5)")
+    p.add_argument("--halt-signal", choices=["head", "answer"], default=None,
+                   help="what the confidence is: the q head's sigmoid(q_halt), or the model's probability of its "
+                        "own answer (default: the checkpoint's calibrated signal, else the model's own, the q head)")
     p.add_argument("--trajectories", type=int, default=1, help="K noisy copies of every puzzle, batched (default 1)")
     p.add_argument("--noise", type=float, default=0.0, help="std of the Gaussian noise on copies 1..K-1 (default 0)")
     p.add_argument("--noise-on", choices=["z_L", "z_H", "both"], default="z_L", help="which state gets the noise")
@@ -110,7 +114,9 @@ def checkpoint_list(args) -> list[Path]:
     return out
 
 
-def _check_fit(loaded, split, data, split_name) -> None:
+def check_fit(loaded, split, data, split_name, data_task: dict | None) -> None:
+    """A one-line error when the checkpoint cannot read ``data/split_name`` (vocabulary, length,
+    puzzle identifiers) or was trained on another task than the dataset's ``task.json`` says."""
     m, spec = split.meta, loaded.spec
     if (m["vocab_size"], m["seq_len"]) != (spec.vocab_size, spec.seq_len):
         raise RecursaError(f"{data}/{split_name}: vocab_size {m['vocab_size']} / seq_len {m['seq_len']} do not match "
@@ -118,6 +124,10 @@ def _check_fit(loaded, split, data, split_name) -> None:
     if m["num_puzzle_identifiers"] > spec.num_puzzle_identifiers:
         raise RecursaError(f"{data}/{split_name}: {m['num_puzzle_identifiers']} puzzle identifiers, the checkpoint "
                            f"{loaded.path} has embeddings for {spec.num_puzzle_identifiers}")
+    mine = loaded.meta.get("task") or {}
+    if data_task and mine and (data_task["task"], data_task.get("params", {})) != (mine["task"], mine.get("params", {})):
+        raise RecursaError(f"{data}/task.json: the dataset is {data_task['task']} {data_task.get('params', {})}, "
+                           f"the checkpoint {loaded.path} was trained on {mine['task']} {mine.get('params', {})}")
 
 
 def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
@@ -188,11 +198,7 @@ def run(args) -> int:
     results, pooled, first = [], None, None
     for path in paths:
         loaded = load_checkpoint(path, device, args.dtype)
-        _check_fit(loaded, split, args.data, args.split)
-        mine = loaded.meta.get("task") or {}
-        if data_task and mine and (data_task["task"], data_task.get("params", {})) != (mine["task"], mine.get("params", {})):
-            raise RecursaError(f"{args.data}/task.json: the dataset is {data_task['task']} {data_task.get('params', {})}, "
-                               f"the checkpoint {loaded.path} was trained on {mine['task']} {mine.get('params', {})}")
+        check_fit(loaded, split, args.data, args.split, data_task)
         kind = (loaded.spec, loaded.meta.get("task"))
         if first is None:
             first = (kind, loaded.path)
@@ -207,10 +213,10 @@ def run(args) -> int:
             feed = _Tee(scorer, pooled)  # this checkpoint's own votes, and the pool's
         else:
             feed = scorer
-        adaptive, threshold, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
-                                                            str(loaded.path / "config.json"))
+        adaptive, threshold, signal, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
+                                                                    str(loaded.path / "config.json"), args.halt_signal)
         protocol = Protocol(max_steps=args.steps or args.max_steps or loaded.model.halt_max_steps,
-                            adaptive=adaptive, halt_threshold=threshold,
+                            adaptive=adaptive, halt_threshold=threshold, halt_signal=signal,
                             trajectories=args.trajectories, noise=args.noise, noise_on=args.noise_on, seed=args.seed,
                             select=args.select, views=args.views)
         t0 = time.perf_counter()

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--steps", type=int, default=0, help="supervision steps (default: as trained; more = think longer)")
     p.add_argument("--adaptive", action="store_true",
                    help="stop when the halting confidence reaches --halt-threshold (at most --steps)")
+    p.add_argument("--halt-signal", choices=["head", "answer"], default=None,
+                   help="with --adaptive: the q head's confidence, or the model's probability of its own answer "
+                        "(default: the checkpoint's calibrated signal, else the q head)")
     p.add_argument("--halt-threshold", type=float, default=None,
                    help="with --adaptive (default: the checkpoint's calibrated threshold, else 0.5)")
     p.add_argument("--dtype", choices=["float32", "bfloat16"],
@@ -54,12 +57,12 @@ def run(args) -> int:
     if args.steps < 0 or args.per_row < 1:
         raise RecursaError("--steps must be >= 0 and --per-row >= 1")
     loaded = load_checkpoint(args.ckpt, pick_device(args.device), args.dtype)
-    adaptive, threshold, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
-                                                        str(loaded.path / "config.json"))
+    adaptive, threshold, signal, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
+                                                                str(loaded.path / "config.json"), args.halt_signal)
     if why is not None:
         print(f"halting threshold {why}")
     protocol = Protocol(max_steps=args.steps or loaded.model.halt_max_steps, adaptive=adaptive,
-                        halt_threshold=threshold)
+                        halt_threshold=threshold, halt_signal=signal)
     task = loaded.task
     if task is None:
         raise RecursaError(f"{loaded.path}: the checkpoint has no task information (trained on a dataset without task.json)")

@@ -5,9 +5,11 @@ A :class:`Protocol` says how:
 
 - **depth**: every row runs ``max_steps`` supervision steps (the papers' protocol, with
   ``max_steps`` = the trained ``halt_max_steps``), or, ``adaptive``, a row stops at the first step
-  where its halting head's confidence sigmoid(q_halt) reaches ``halt_threshold`` (or at
-  ``max_steps``) and **leaves the batch**, so the remaining rows cost less: compute follows
-  difficulty. ``max_steps`` may exceed the training cap (think longer than trained).
+  where its halting confidence sigmoid(q_halt) reaches ``halt_threshold`` (or at ``max_steps``)
+  and **leaves the batch**, so the remaining rows cost less: compute follows difficulty.
+  ``halt_signal``: q_halt from the q head, or the log-odds of the model's probability of its own
+  answer (:func:`recursa.models.base.answer_log_odds`). ``max_steps`` may exceed the training cap
+  (think longer than trained).
 - **width**: ``trajectories`` = K copies of every puzzle run side by side in one batch (not a
   loop over K). Copy 0 is the plain recursion; copies 1..K-1 get Gaussian noise of standard
   deviation ``noise`` added to their latent (``noise_on``: z_L, z_H or both; a one-state model's
@@ -36,6 +38,7 @@ import torch
 
 from ..errors import RecursaError
 from ..models import ACT
+from ..models.base import answer_log_odds
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class Protocol:
     seed: int = 0
     select: str = "valid"  # "valid": a verified answer first, then confidence; "confidence" only
     views: int = 1  # > 1: that many views of every puzzle (instead of trajectories), answer by vote
+    #: What "confidence" reads: None the model's own (``model.halt_signal``), "head" the q head,
+    #: "answer" the answer's probability (:func:`recursa.models.base.answer_log_odds`)
+    halt_signal: str | None = None
 
     def __post_init__(self):
         if self.max_steps < 1:
@@ -65,6 +71,8 @@ class Protocol:
             raise RecursaError(f"--select {self.select!r}: choose valid or confidence")
         if self.views < 1:
             raise RecursaError(f"--views {self.views}: must be >= 1")
+        if self.halt_signal not in (None, "head", "answer"):
+            raise RecursaError(f"--halt-signal {self.halt_signal!r}: choose head or answer")
         if self.views > 1 and self.trajectories > 1:
             raise RecursaError(f"--views {self.views} with --trajectories {self.trajectories}: choose one way of "
                                "thinking wider")
@@ -133,6 +141,11 @@ def think(model: ACT, batch: dict[str, torch.Tensor], protocol: Protocol,
     model.eval()
     inner = model.inner
     p = protocol
+    own = inner.cfg.halt_signal
+    if p.halt_signal == "head" and own == "answer":
+        raise RecursaError("--halt-signal head: this model was trained to halt on its answer's probability "
+                           "(model.halt_signal = \"answer\"); its q head never learned to halt")
+    recompute = p.halt_signal == "answer" and own != "answer"
     V = p.views
     K, M = (V if V > 1 else p.trajectories), p.max_steps
     B = batch["inputs"].shape[0]
@@ -176,7 +189,7 @@ def think(model: ACT, batch: dict[str, torch.Tensor], protocol: Protocol,
         state, logits, q_halt, _ = inner(state, sub)
         calls += int(active.shape[0]) * cps
         preds = logits.argmax(-1)
-        q = q_halt.float()
+        q = answer_log_odds(logits) if recompute else q_halt.float()
         confident = q >= logit_thr
         preds_all[active] = preds
         q_all[active] = q

@@ -10,13 +10,24 @@ from train and test, made by ``recursa build ... --num-val N``):
    confidence after every step are kept (an adaptive run is the same computation cut short, so
    one fixed run gives the result of every threshold);
 2. for each threshold of :data:`GRID`, from the most cautious down, a puzzle stops at the first
-   step whose confidence reaches it; the lowest threshold for which it and every higher one keep
-   exact accuracy (and, where the family has a rule checker, the valid rate) within
-   ``tolerance`` of the fixed protocol is chosen;
-3. the choice, with what it measured, goes into the checkpoint's ``config.json`` under
+   step whose confidence reaches it; the thresholds for which it and every higher one keep exact
+   accuracy (and, where the family has a rule checker, the valid rate) within ``tolerance`` of
+   the fixed protocol are acceptable, and the most cautious of them that costs at most ``slack``
+   (5%) more steps than the lowest acceptable one is chosen. Why the slack: on the demo's models
+   the steps fall steeply to ~2 at 0.995 and then barely (1.86 -> 1.73 from 0.995 to 0.95), while
+   the puzzles lost on unseen data rise (0 -> 6 of 500 on one run whose 500 validation puzzles
+   lost none at 0.95);
+3. this is done for each halting *signal* (:func:`signals`): the q head's sigmoid(q_halt), and the
+   model's probability of its own answer (:func:`recursa.models.base.answer_log_odds`), which
+   needs no training. A detached q head (``model.halt_detach``, the CPU recipes') reads one
+   position's state and never learns what the whole answer looks like: on the demo model it gave
+   right answers 0.49 and wrong ones 0.48, and its calibrated threshold saved nothing, while the
+   answer's probability (1.00 against 0.59) halved... quartered the steps at the same accuracy.
+   The signal whose threshold saves the most steps wins;
+4. the choice, with what it measured, goes into the checkpoint's ``config.json`` under
    ``halting``; ``recursa eval --adaptive`` and ``recursa solve --adaptive`` use it unless
-   ``--halt-threshold`` is given, and say which they used. Checkpoints without it (official
-   imports, older runs) keep the official rule, 0.5.
+   ``--halt-threshold`` / ``--halt-signal`` are given, and say which they used. Checkpoints
+   without it (official imports, older runs) keep the official rule: the q head at 0.5.
 """
 
 from __future__ import annotations
@@ -40,14 +51,25 @@ GRID = (0.9999, 0.999, 0.995, 0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7,
         0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1)
 OFFICIAL_THRESHOLD = 0.5
 DEFAULT_TOLERANCE = 0.002  # 0.2 points: one puzzle in 500
+#: A threshold below the most cautious one within this fraction of its mean steps saves too
+#: little to be worth it (see :func:`choose_threshold`)
+DEFAULT_SLACK = 0.05
+
+
+def signals(model: ACT) -> tuple[str, ...]:
+    """The halting signals calibration tries on ``model``, its own first: a model that halts on
+    its answer's probability has no trained q head; one with a q head can halt on either."""
+    own = model.inner.cfg.halt_signal
+    return ("answer",) if own == "answer" else ("head", "answer")
 
 
 def step_outcomes(model: ACT, split: Split, task, *, batch_size: int = 256, device=None,
-                  limit: int = 0) -> dict[str, np.ndarray]:
+                  limit: int = 0, signal: str | None = None) -> dict[str, np.ndarray]:
     """Run every puzzle the trained number of steps; per puzzle and step: ``exact`` (N, M) bool,
-    ``valid`` (N, M) bool or None (no checker), ``confidence`` (N, M) sigmoid(q_halt)."""
+    ``valid`` (N, M) bool or None (no checker), ``confidence`` (N, M) sigmoid(q_halt) of
+    ``signal`` (None: the model's own)."""
     device = device or next(model.parameters()).device
-    protocol = Protocol(max_steps=model.halt_max_steps)
+    protocol = Protocol(max_steps=model.halt_max_steps, halt_signal=signal)
     check = getattr(task, "check", None) if task is not None else None
     exact, valid, conf = [], [], []
     for _, batch_np in iter_eval(split, batch_size, limit):
@@ -84,22 +106,30 @@ def adaptive_outcome(outcomes: dict[str, np.ndarray], threshold: float) -> dict[
     return out
 
 
-def choose_threshold(outcomes: dict[str, np.ndarray], tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """The lowest threshold of :data:`GRID` that, with every higher one, keeps exact accuracy (and
-    the valid rate) within ``tolerance`` of the fixed protocol; ``threshold`` None when even the
-    most cautious does not."""
+def choose_threshold(outcomes: dict[str, np.ndarray], tolerance: float = DEFAULT_TOLERANCE,
+                     slack: float = DEFAULT_SLACK) -> dict:
+    """The thresholds of :data:`GRID` that, with every higher one, keep exact accuracy (and the
+    valid rate) within ``tolerance`` of the fixed protocol are acceptable; of those, the most
+    cautious whose mean steps are within ``slack`` (a fraction) of the lowest acceptable one's is
+    chosen: a lower threshold that saves a few percent of the steps is not worth the risk that
+    the validation puzzles happened to pass it. ``threshold`` None when even the most cautious is
+    not acceptable; ``lowest_threshold`` the lowest acceptable."""
     fixed = {"exact": float(outcomes["exact"][:, -1].mean())}
     if outcomes["valid"] is not None:
         fixed["valid"] = float(outcomes["valid"][:, -1].mean())
-    chosen, at = None, None
+    acceptable = []
     for t in GRID:
         got = adaptive_outcome(outcomes, t)
         if any(got[k] < fixed[k] - tolerance for k in fixed):
             break
-        chosen, at = t, got
+        acceptable.append((t, got))
+    chosen, at = None, None
+    if acceptable:
+        bound = acceptable[-1][1]["mean_steps"] * (1 + slack)
+        chosen, at = next((t, got) for t, got in acceptable if got["mean_steps"] <= bound + 1e-9)
     N, M = outcomes["confidence"].shape
-    result = {"threshold": chosen, "n": int(N), "max_steps": int(M), "tolerance": tolerance,
-              "fixed_exact": fixed["exact"]}
+    result = {"threshold": chosen, "n": int(N), "max_steps": int(M), "tolerance": tolerance, "slack": slack,
+              "lowest_threshold": acceptable[-1][0] if acceptable else None, "fixed_exact": fixed["exact"]}
     if "valid" in fixed:
         result["fixed_valid"] = fixed["valid"]
     if at is not None:
@@ -109,14 +139,33 @@ def choose_threshold(outcomes: dict[str, np.ndarray], tolerance: float = DEFAULT
     return result
 
 
+def choose_signal(by_signal: dict[str, dict]) -> str:
+    """Of the signals' :func:`choose_threshold` records (in order of preference), the one whose
+    threshold saves the most steps; the first when none has a threshold or they tie."""
+    best, best_steps = next(iter(by_signal)), float("inf")
+    for name, rec in by_signal.items():
+        if rec["threshold"] is not None and rec["adaptive_mean_steps"] < best_steps - 1e-9:
+            best, best_steps = name, rec["adaptive_mean_steps"]
+    return best
+
+
 def calibrate(model: ACT, split: Split, task, *, split_name: str = "val", step: int | None = None,
-              batch_size: int = 256, device=None, tolerance: float = DEFAULT_TOLERANCE) -> dict:
-    """Choose the threshold on ``split`` (see the module docstring); returns the ``halting`` record."""
-    outcomes = step_outcomes(model, split, task, batch_size=batch_size, device=device)
-    if not len(outcomes["exact"]):
-        raise RecursaError(f"the {split_name} split has no labelled puzzles to calibrate halting on")
-    rec = choose_threshold(outcomes, tolerance)
-    rec.update({"split": split_name, "calls_per_step": calls_per_step(model)})
+              batch_size: int = 256, device=None, tolerance: float = DEFAULT_TOLERANCE,
+              slack: float = DEFAULT_SLACK) -> dict:
+    """Choose the signal and threshold on ``split`` (see the module docstring); returns the
+    ``halting`` record: the chosen signal's :func:`choose_threshold` record with ``signal``, and
+    every signal's under ``candidates``."""
+    by_signal = {}
+    for signal in signals(model):
+        outcomes = step_outcomes(model, split, task, batch_size=batch_size, device=device, signal=signal)
+        if not len(outcomes["exact"]):
+            raise RecursaError(f"the {split_name} split has no labelled puzzles to calibrate halting on")
+        by_signal[signal] = choose_threshold(outcomes, tolerance, slack)
+    chosen = choose_signal(by_signal)
+    rec = dict(by_signal[chosen])
+    rec.update({"signal": chosen, "split": split_name, "calls_per_step": calls_per_step(model),
+                "candidates": {name: {k: r[k] for k in ("threshold", "adaptive_exact", "adaptive_mean_steps") if k in r}
+                               for name, r in by_signal.items()}})
     if step is not None:
         rec["step"] = step
     return rec
@@ -131,32 +180,53 @@ def store(ckpt: Path, record: dict) -> None:
     storage.atomic_write_text(path, json.dumps(meta, indent=1))
 
 
-def resolve_threshold(meta: dict, given: float | None, source: str = "config.json") -> tuple[float | None, str]:
-    """The threshold ``--adaptive`` uses and why: ``given`` (``--halt-threshold``), else the
-    checkpoint's calibrated one, else the official 0.5. None: calibration found that no
-    threshold keeps the accuracy, so the puzzle runs every step. ``source`` names the
-    checkpoint's config.json in errors."""
-    if given is not None:
-        return given, f"{given} (--halt-threshold)"
+SIGNAL_WORDS = {"head": "the q head", "answer": "the answer's probability"}
+
+
+def resolve_threshold(meta: dict, given: float | None, source: str = "config.json",
+                      signal: str | None = None) -> tuple[float | None, str | None, str]:
+    """The threshold and signal ``--adaptive`` uses and why. The signal: ``signal``
+    (``--halt-signal``), else the calibrated one, else None (the model's own). The threshold:
+    ``given`` (``--halt-threshold``), else the checkpoint's calibrated one if it was calibrated
+    for that signal, else the official 0.5. A threshold of None: calibration found that no
+    threshold keeps the accuracy, so the puzzle runs every step. ``source`` names the checkpoint's
+    config.json in errors."""
     rec = meta.get("halting")
     if rec is not None:
-        t = rec.get("threshold", "missing") if isinstance(rec, dict) else "missing"
+        if not isinstance(rec, dict):
+            raise RecursaError(f"{source}: 'halting' must be an object, got {type(rec).__name__}")
+        t = rec.get("threshold", "missing")
         if not (t is None or (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t < 1)):
             raise RecursaError(f"{source}: 'halting.threshold' must be a number in (0, 1) or null, got {t!r}")
+        if rec.get("signal", "head") not in SIGNAL_WORDS:
+            raise RecursaError(f"{source}: 'halting.signal' must be one of {sorted(SIGNAL_WORDS)}, got {rec['signal']!r}")
+    model_cfg = meta.get("config", {}).get("model") if isinstance(meta.get("config"), dict) else None
+    own = model_cfg.get("halt_signal", "head") if isinstance(model_cfg, dict) else "head"
+    calibrated = rec.get("signal", own) if rec is not None else None
+    use = signal or calibrated  # None: the model's own
+    words = SIGNAL_WORDS[use or own]
+    if given is not None:
+        return given, use, f"{given} (--halt-threshold) on {words}"
+    if rec is not None and (use or own) == calibrated:
         where = f"calibrated on {rec.get('n')} {rec.get('split', 'val')} puzzles after training"
         if rec["threshold"] is None:
-            return None, f"none ({where}: no threshold kept the accuracy; every puzzle runs every step)"
-        return float(rec["threshold"]), f"{rec['threshold']} ({where})"
-    return OFFICIAL_THRESHOLD, f"{OFFICIAL_THRESHOLD} (the official rule; this checkpoint has no calibrated threshold)"
+            return None, use, f"none ({where}: no threshold kept the accuracy; every puzzle runs every step)"
+        return float(rec["threshold"]), use, f"{rec['threshold']} on {words} ({where})"
+    why = ("this checkpoint has no calibrated threshold" if rec is None
+           else f"calibrated for {SIGNAL_WORDS[calibrated]}, not for this signal")
+    return OFFICIAL_THRESHOLD, use, f"{OFFICIAL_THRESHOLD} on {words} (the official rule; {why})"
 
 
-def adaptive_setting(meta: dict, adaptive: bool, given: float | None, source: str) -> tuple[bool, float, str | None]:
-    """(adaptive, threshold, why) for a Protocol from the command line's ``--adaptive`` and
-    ``--halt-threshold`` (None: not given) and the checkpoint's meta; ``why`` says where the
-    threshold came from (None when not adaptive)."""
+def adaptive_setting(meta: dict, adaptive: bool, given: float | None, source: str,
+                     signal: str | None = None) -> tuple[bool, float, str | None, str | None]:
+    """(adaptive, threshold, signal, why) for a Protocol from the command line's ``--adaptive``,
+    ``--halt-threshold`` and ``--halt-signal`` (None: not given) and the checkpoint's meta; ``why``
+    says where the threshold came from (None when not adaptive)."""
+    if signal is not None and signal not in SIGNAL_WORDS:
+        raise RecursaError(f"--halt-signal {signal!r}: choose one of {', '.join(SIGNAL_WORDS)}")
     if not adaptive:
-        return False, given if given is not None else OFFICIAL_THRESHOLD, None
-    t, why = resolve_threshold(meta, given, source)
+        return False, given if given is not None else OFFICIAL_THRESHOLD, signal, None
+    t, use, why = resolve_threshold(meta, given, source, signal)
     if t is None:
-        return False, OFFICIAL_THRESHOLD, why
-    return True, t, why
+        return False, OFFICIAL_THRESHOLD, use, why
+    return True, t, use, why

@@ -16,6 +16,26 @@ from ..errors import RecursaError
 from .layers import Block, Embedding, Linear, PuzzleEmbedding, RotaryEmbedding, trunc_normal_
 
 
+#: |log-odds| cap of :func:`answer_log_odds`: sigmoid(40) is 1 - 4e-18, past every threshold, and
+#: the halting loss's BCE stays finite.
+ANSWER_LOG_ODDS_CAP = 40.0
+
+
+def answer_log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """(B, L, V) logits -> (B,) log(P / (1 - P)), P = prod over the L cells of the top softmax
+    probability: the model's probability of its own (argmax) answer if the cells were independent.
+
+    Computed so that a confident answer keeps its precision in float32 (no float64: MPS has none):
+    log p_top = -log1p(sum of exp(l_j - l_top) over the other classes), summed over the cells,
+    and log(1 - P) = log(-expm1(log P)). Capped at +-:data:`ANSWER_LOG_ODDS_CAP`."""
+    x = logits.float()
+    top, idx = x.max(-1, keepdim=True)
+    rest = torch.exp(x - top).scatter(-1, idx, 0.0).sum(-1)  # the other classes, relative to the top one
+    log_p = -torch.log1p(rest).sum(-1)  # (B,) log P, <= 0
+    log_odds = log_p - torch.log(-torch.expm1(log_p))  # log P = 0 gives +inf before the cap
+    return log_odds.clamp(-ANSWER_LOG_ODDS_CAP, ANSWER_LOG_ODDS_CAP)
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What a model needs to know about its dataset (from ``dataset.json``)."""
@@ -107,10 +127,13 @@ class TokenModel(nn.Module):
         return (self.embed_scale * x).to(dtype)
 
     def heads(self, z_H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits (B, L, V), q_halt (B,), q_continue (B,)); q read at position 0, in float32."""
+        """(logits (B, L, V), q_halt (B,), q_continue (B,)); q read at position 0, in float32;
+        q_halt is the answer's log-odds instead with ``halt_signal = "answer"``."""
         logits = self.lm_head(z_H)[:, self.prefix_len:]
         q_in = z_H[:, 0].detach() if self.cfg.halt_detach else z_H[:, 0]
         q = self.q_head(q_in).float()
+        if self.cfg.halt_signal == "answer":
+            return logits, answer_log_odds(logits.detach()), q[..., 1]
         return logits, q[..., 0], q[..., 1]
 
 

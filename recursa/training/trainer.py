@@ -655,7 +655,8 @@ class Trainer:
             self.log(f"halting: no threshold keeps the accuracy on {rec['n']} validation puzzles; "
                      "--adaptive will run every step")
         else:
-            self.log(f"halting: --adaptive will stop at confidence {rec['threshold']} (on {rec['n']} validation "
+            self.log(f"halting: --adaptive will stop at confidence {rec['threshold']} of "
+                     f"{halting.SIGNAL_WORDS[rec['signal']]} (on {rec['n']} validation "
                      f"puzzles: exact {rec['adaptive_exact']:.3f} in {rec['adaptive_mean_steps']:.2f} steps, fixed "
                      f"{rec['fixed_exact']:.3f} in {rec['max_steps']})")
 
