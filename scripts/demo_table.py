@@ -49,13 +49,13 @@ def main() -> int:
         for seed in [int(s) for s in args.seeds.split(",")]:
             out = Path(args.out) / f"{isa}_seed{seed}"
             isa_cmd = [str(REPO / "scripts" / "emulate_isa.sh"), isa, sys.executable, "-m", "recursa"]
-            cmds = [[*isa_cmd, "demo", "--seed", str(seed), "--out", str(out), "--overwrite"]]
             if args.reuse and (out / "summary.json").is_file():
-                cmds = [[*isa_cmd, "calibrate", str(out / "trm"), "--data", str(out / "data")]]
-            for cmd in cmds:
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                if r.returncode != 0:
-                    sys.exit(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
+                cmd = [*isa_cmd, "calibrate", str(out / "trm"), "--data", str(out / "data")]
+            else:
+                cmd = [*isa_cmd, "demo", "--seed", str(seed), "--out", str(out), "--overwrite"]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"{' '.join(cmd)} failed (exit {r.returncode}): {r.stderr.strip().splitlines()[-1:]}")
             s = json.loads((out / "summary.json").read_text())
             # --adaptive with the threshold calibrated on val/ at the end of training, against the fixed 8 steps
             ev = {}

@@ -44,11 +44,12 @@ def run(args) -> int:
         raise RecursaError("--batch-size must be > 0")
     if args.split == "test":
         print("warning: calibrating on the test split: the test numbers of --adaptive are then chosen on themselves")
-    loaded = load_checkpoint(args.ckpt, pick_device(args.device))
+    device = pick_device(args.device)
+    loaded = load_checkpoint(args.ckpt, device)
     split = load_split(args.data, args.split)
     check_fit(loaded, split, args.data, args.split, read_task_info(args.data))
     rec = halting.calibrate(loaded.model, split, loaded.task, split_name=args.split, step=loaded.meta.get("step"),
-                            batch_size=args.batch_size, device=pick_device(args.device), tolerance=tolerance)
+                            batch_size=args.batch_size, device=device, tolerance=tolerance)
     for name, c in rec["candidates"].items():
         mark = "*" if name == rec["signal"] else " "
         if c["threshold"] is None:

@@ -22,7 +22,7 @@ from train and test, made by ``recursa build ... --num-val N``):
    needs no training. A detached q head (``model.halt_detach``, the CPU recipes') reads one
    position's state and never learns what the whole answer looks like: on the demo model it gave
    right answers 0.49 and wrong ones 0.48, and its calibrated threshold saved nothing, while the
-   answer's probability (1.00 against 0.59) halved... quartered the steps at the same accuracy.
+   answer's probability (1.00 against 0.59) cut the steps to about a quarter at the same accuracy.
    The signal whose threshold saves the most steps wins;
 4. the choice, with what it measured, goes into the checkpoint's ``config.json`` under
    ``halting``; ``recursa eval --adaptive`` and ``recursa solve --adaptive`` use it unless
