@@ -172,10 +172,11 @@ class ModelConfig:
                   "ffn_multiple")
         for name, limit in MODEL_LIMITS.items():
             _at_most(self, name, limit)
-        if self.num_heads > self.hidden_size:
+        attention = not (self.mlp_t or self.conv_mixer)  # the heads' constraints only bind where there are heads
+        if attention and self.num_heads > self.hidden_size:
             raise RecursaError(f"model.num_heads={self.num_heads} must be <= model.hidden_size={self.hidden_size}")
         head_dim = self.hidden_size // self.num_heads  # as official: need not divide (baseline: 512 / 12 -> 42)
-        if not self.mlp_t and self.pos_encodings == "rope" and head_dim % 2:
+        if attention and self.pos_encodings == "rope" and head_dim % 2:
             raise RecursaError(f"model.hidden_size // model.num_heads = {self.hidden_size} // {self.num_heads} = "
                                f"{head_dim} (the head size) must be even for pos_encodings = \"rope\"")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
@@ -284,8 +285,13 @@ class TrainConfig:
     num_threads: int = 0
     #: Log metrics every this many steps.
     log_interval: int = 50
-    #: Evaluate on the test split every this many steps (0 = only at the end; -1 = never).
+    #: Evaluate every this many steps (0 = only at the end; -1 = never), on ``eval_split``.
     eval_interval: int = 0
+    #: The split that evaluations during training, ``keep_best`` and ``recursa sweep`` read:
+    #: "auto" = val/ when the dataset has one (``recursa build ... --num-val N``), else test (a note
+    #: says that choices made with it have seen the test puzzles); "val" requires val/. The final
+    #: report of a run (``test/`` in metrics.jsonl, the "final:" line) is always the test split.
+    eval_split: Literal["auto", "val", "test"] = "auto"
     #: Write a checkpoint every this many steps (0 = only at the end).
     checkpoint_interval: int = 0
     #: Checkpoints to keep (older ones are deleted).
@@ -503,7 +509,8 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """Apply ``section.key=value`` overrides to a raw nested dict (values parsed as TOML)."""
+    """Apply ``section.key=value`` overrides to a raw nested dict (values parsed as TOML);
+    ``section.key=`` (nothing after ``=``) removes the recipe's value: the key takes its default."""
     raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for item in overrides:
         if "=" not in item:
@@ -515,6 +522,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         section, name = parts
         if section not in SECTIONS:
             raise RecursaError(f"--set {item!r}: unknown config section '{section}' (known: {', '.join(SECTIONS)})")
+        if not text.strip():  # section.key= : back to the default, as if the recipe did not set it
+            if name not in {f.name for f in dataclasses.fields(SECTIONS[section])}:
+                raise RecursaError(f"--set {item!r}: unknown key '{name}' in [{section}]")
+            if isinstance(raw.get(section), dict):
+                raw[section].pop(name, None)
+            continue
         raw.setdefault(section, {})[name] = _parse_value(text.strip())
     return raw
 
@@ -533,7 +546,10 @@ def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     if version != CONFIG_VERSION:
         raise RecursaError(f"{path}: config version {version!r} is not supported (expected {CONFIG_VERSION})")
     try:
-        return from_dict(apply_overrides(raw, list(overrides)))
+        raw = apply_overrides(raw, list(overrides))
+        cfg = from_dict(raw)
+        check_effective(raw, cfg)
+        return cfg
     except RecursaError as e:
         raise RecursaError(f"{path}: {e}") from None
 
@@ -550,13 +566,53 @@ def replace(cfg: RunConfig, **sections: dict) -> RunConfig:
     return from_dict(raw)
 
 
+def ineffective(cfg: RunConfig) -> dict[str, str]:
+    """The settings that change nothing given the others: {"section.key": why, naming the other
+    setting}. A recipe or ``--set`` that gives one of them is refused (``load``); ``to_toml`` leaves
+    them out. (Checkpoints written before a rule was added keep loading: their config is read with
+    ``from_dict``.)"""
+    m, t = cfg.model, cfg.train
+    out: dict[str, str] = {}
+    mixer = (f"model.conv_mixer = {m.conv_mixer}: its convolution replaces the token mixer in every block"
+             if m.conv_mixer else "model.mlp_t = true: an MLP over the tokens replaces attention in every block"
+             if m.mlp_t else None)
+    if m.conv_mixer:
+        out["model.mlp_t"] = mixer
+    if mixer:  # no attention anywhere
+        out["model.num_heads"] = mixer
+        if m.pos_encodings == "rope":
+            out["model.pos_encodings"] = mixer + ", and rotary encodings act inside attention (use \"none\")"
+        out["model.rope_theta"] = mixer
+    elif m.pos_encodings != "rope":
+        out["model.rope_theta"] = f"model.pos_encodings = {toml_value(m.pos_encodings)}"
+    if not m.conv_swiglu:
+        for key in ("conv_2d", "conv_dtype"):
+            out[f"model.{key}"] = "model.conv_swiglu = 0: there is no ConvSwiGLU convolution"
+    if not t.ema:
+        out["train.ema_rate"] = "train.ema = false"
+    if t.on_nonfinite != "skip_step":
+        out["train.max_nonfinite_skips"] = f"train.on_nonfinite = {toml_value(t.on_nonfinite)}: no step is skipped"
+    return out
+
+
+def check_effective(raw: dict, cfg: RunConfig) -> None:
+    """Refuse a setting given in ``raw`` (a recipe with its overrides) that ``ineffective`` names."""
+    for key, why in ineffective(cfg).items():
+        section, name = key.split(".")
+        if isinstance(raw.get(section), dict) and name in raw[section]:
+            raise RecursaError(f"{key} = {toml_value(raw[section][name])} has no effect with {why}; remove it")
+
+
 def to_toml(cfg: RunConfig) -> str:
-    """Serialise a RunConfig as TOML (flat sections of scalars and string lists)."""
+    """Serialise a RunConfig as TOML (flat sections of scalars and string lists), without the
+    settings that have no effect given the others (``ineffective``), so the file loads again."""
+    skip = ineffective(cfg)
     lines = [f"version = {CONFIG_VERSION}"]
     for name in SECTIONS:
         lines.append(f"\n[{name}]")
         for key, value in dataclasses.asdict(getattr(cfg, name)).items():
-            lines.append(f"{key} = {toml_value(value)}")
+            if f"{name}.{key}" not in skip:
+                lines.append(f"{key} = {toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 

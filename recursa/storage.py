@@ -277,7 +277,8 @@ def clean_stale(parent: str | Path, name: str | None = None, log: Callable[[str]
 
 
 # ---------------------------------------------------------------------- what may be replaced
-_DATASET_TOP = {"train", "test", "identifiers.json", "task.json", "rejected.txt", "test_puzzles.json"}
+_DATASET_TOP = {"train", "test", "val", "identifiers.json", "task.json", "rejected.txt", "test_puzzles.json",
+                "val_puzzles.json"}
 _CHECKPOINT_FILES = {"config.json", "model.safetensors", "train_state.safetensors", "train_state.json",
                      "identifiers.json"}
 _DEMO_TOP = {"data", "trm", "baseline", "trm.toml", "baseline.toml", "trm.log", "baseline.log", "summary.json",
@@ -294,9 +295,11 @@ def _visible(path: Path) -> list[str]:
 def _is_dataset(path: Path) -> str | None:
     """None when ``path`` looks like a dataset written by recursa or the official builders, else why not."""
     entries = _visible(path)
-    splits = [e for e in entries if e in ("train", "test") and (path / e / "dataset.json").is_file()]
-    if not splits:
+    if not any(e in ("train", "test") and (path / e / "dataset.json").is_file() for e in entries):
         return "it has no train/dataset.json or test/dataset.json"
+    splits = [e for e in entries if e in ("train", "test", "val")]
+    if any(not (path / e).is_dir() for e in splits):
+        return f"its {next(e for e in splits if not (path / e).is_dir())!r} is not a directory"
     extra = [e for e in entries if e not in _DATASET_TOP]
     if extra:
         return f"it also holds {extra[0]!r}, which a dataset build does not write"

@@ -1,6 +1,7 @@
 """``recursa sweep``: train a small grid of runs that differ only in the settings you vary (recursion
 depth n = ``model.L_cycles``, T = ``model.H_cycles``, N_sup = ``model.halt_max_steps``, width,
-layers, a method option...), evaluate each on the same held-out puzzles, and draw accuracy against
+layers, a method option...), evaluate each on the same validation puzzles (the dataset's val/
+split, ``train.eval_split``; test only when there is none), and draw accuracy against
 the varied setting, against parameter count and against compute: the "recursion scaling" figure,
 regenerated on a laptop.
 
@@ -75,7 +76,7 @@ def eval_curve(run: Path, metrics: tuple[str, ...] = ("exact_accuracy",)) -> lis
     return curve
 
 
-RESERVED = {"run", "variant", "curve", "valid_by_step", "wall_s", "seed", "params", "train_steps", "train_s",
+RESERVED = {"run", "variant", "curve", "split", "valid_by_step", "wall_s", "seed", "params", "train_steps", "train_s",
             "eval_steps", "calls_per_puzzle", "exact_accuracy", "valid_rate", "token_accuracy", "exact_by_step", "n"}
 
 
@@ -102,7 +103,7 @@ def _value(text: str):
 def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path, *, overrides: list[str] = (),
           seeds: list[int] = (0,), eval_steps: int = 0, eval_limit: int = 0,
           variants: list[tuple[str, list[str]]] = (), log=print) -> list[dict]:
-    from .data.format import load_split, read_task_info
+    from .data.format import load_split, read_task_info, resolve_eval_split
     from .evaluation.engine import Protocol, calls_per_step
     from .evaluation.evaluate import evaluate
     from .inference import load_checkpoint
@@ -125,6 +126,7 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
                 name += f",seed={seed}"
                 try:
                     cfg = config_mod.load(recipe, sets + [f"train.out={out / name}"])
+                    resolve_eval_split(cfg.train.data, cfg.train.eval_split)  # before any training
                 except RecursaError as e:
                     raise RecursaError(f"run {name}: {e}") from None
                 configs.append((vname, point, seed, name, cfg))
@@ -150,7 +152,8 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
         train_s = time.perf_counter() - t0
         from .device import pick_device
         loaded = load_checkpoint(run, pick_device(cfg.train.device))
-        split = load_split(cfg.train.data, "test")
+        split_name = resolve_eval_split(cfg.train.data, cfg.train.eval_split)
+        split = load_split(cfg.train.data, split_name)
         info = read_task_info(cfg.train.data)
         task = load_task(info) if info else None
         steps = eval_steps or loaded.model.halt_max_steps
@@ -164,7 +167,7 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
                "eval_steps": steps, "calls_per_puzzle": steps * calls_per_step(loaded.model),
                "exact_accuracy": res["exact_accuracy"], "valid_rate": res["valid_rate"],
                "token_accuracy": res["token_accuracy"], "exact_by_step": res["exact_by_step"],
-               "valid_by_step": res.get("valid_by_step"), "n": res["n"],
+               "valid_by_step": res.get("valid_by_step"), "n": res["n"], "split": split_name,
                "curve": curve}
         rows.append(row)
         atomic_write_text(results_path, json.dumps({"recipe": str(recipe), "vary": dict(vary),
@@ -175,6 +178,25 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
     plot(out / "sweep.png", rows, (["variant"] if variants else []) + keys)
     log(f"wrote {results_path} and {out / 'sweep.png'}")
     return rows
+
+
+def record_rows(path, rows: list[dict], out, command: str) -> Path:
+    """Every run of a sweep as a figure of the results file ``path`` (recursa/results.py)."""
+    from . import results
+    from .data.format import resolve_eval_split
+    from .training.checkpoint import read_meta, resolve
+    machine = results.machine()
+    for r in rows:
+        meta = read_meta(resolve(Path(out) / r["run"]))
+        data = meta["config"]["train"]["data"]
+        fig = {"metrics": {k: r[k] for k in ("exact_accuracy", "valid_rate", "token_accuracy", "exact_by_step",
+                                                "valid_by_step", "n", "eval_steps", "calls_per_puzzle", "train_steps",
+                                                "train_s", "params") if r.get(k) is not None},
+               "setting": {k: v for k, v in r.items() if k not in RESERVED},
+               "data": results.data_facts(data, r.get("split") or resolve_eval_split(data), r["n"]),
+               "run": results.run_facts(meta), "command": command, "machine": machine}
+        results.record(path, results.label_of(r["run"]), fig)
+    return Path(path)
 
 
 def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
@@ -189,6 +211,7 @@ def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
 
     short = [_column(k) for k in keys]
     curves = any(r.get("curve") for r in rows)
+    acc = f"{rows[0].get('split', 'held-out') if rows else 'held-out'} exact (%)"
     fig, axes = plt.subplots(1, 4 if curves else 3, figsize=(20 if curves else 15, 4.3), dpi=110)
     groups: dict[tuple, dict] = {}
     for r in rows:
@@ -202,18 +225,18 @@ def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
     for r in rows:
         axes[1].scatter(r["params"], 100 * r["exact_accuracy"], color="C0")
         axes[2].scatter(r["calls_per_puzzle"], 100 * r["exact_accuracy"], color="C1")
-    if curves:  # held-out exact during training against training time, one colour per value of the first setting
+    if curves:  # exact during training against training time, one colour per value of the first setting
         values = sorted({r[short[0]] for r in rows}, key=lambda v: (isinstance(v, str), v))
         for j, v in enumerate(values):
             for k, r in enumerate(x for x in rows if x[short[0]] == v and x.get("curve")):
                 axes[3].plot([p[0] / 60 for p in r["curve"]], [100 * p[1] for p in r["curve"]], "-", lw=1.2,
                              color=f"C{j % 10}", alpha=0.8, label=str(v) if k == 0 else None)
-        axes[3].set(xlabel="training time (minutes)", ylabel="held-out exact (%)",
+        axes[3].set(xlabel="training time (minutes)", ylabel=acc,
                     title="accuracy during training (each seed)", ylim=(0, 100))
         axes[3].legend(fontsize=8)
-    axes[0].set(xlabel=short[0], ylabel="held-out exact (%)", title=f"accuracy against {short[0]}", ylim=(0, 100))
-    axes[1].set(xlabel="parameters", ylabel="held-out exact (%)", title="accuracy against size", ylim=(0, 100))
-    axes[2].set(xlabel="network applications per puzzle", ylabel="held-out exact (%)",
+    axes[0].set(xlabel=short[0], ylabel=acc, title=f"accuracy against {short[0]}", ylim=(0, 100))
+    axes[1].set(xlabel="parameters", ylabel=acc, title="accuracy against size", ylim=(0, 100))
+    axes[2].set(xlabel="network applications per puzzle", ylabel=acc,
                 title="accuracy against test-time compute", ylim=(0, 100))
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -6,7 +6,7 @@ set -euo pipefail
 
 recursa build sudoku-extreme --source "${RECURSA_DATA:?set RECURSA_DATA to the directory holding sudoku/}"/sudoku/puzzles5_forum_hardest_1905_11+.txt \
     --subsample-size 2000 --test-fraction 0.01 --num-aug 10 --out data/sudoku-hard-cpu
-recursa build maze --size 12 --min-path 18 --num-train 4000 --num-test 200 --aug --out data/maze-12-cpu
+recursa build maze --size 12 --min-path 18 --num-train 4000 --num-test 200 --num-val 200 --aug --out data/maze-12-cpu
 recursa build arc --version 1 --num-aug 10 --out data/arc1-cpu
 recursa build arc --version 2 --num-aug 10 --out data/arc2-cpu
 

@@ -21,10 +21,10 @@ LONG_MAZE=${STUDY_LONG_MAZE_S:-1800}
 # (docs/study.md), so the best method gets half of that
 LONG_SUDOKU=${STUDY_LONG_SUDOKU_S:-456}
 mkdir -p "$OUT/data"
-[ -f "$OUT/data/sudoku9/train/dataset.json" ] || $R build sudoku --box 3x3 --givens 30 --num-train 2000 --num-aug 9 \
-    --num-test 500 --seed 0 --out "$OUT/data/sudoku9" --overwrite
-[ -f "$OUT/data/maze15/train/dataset.json" ] || $R build maze --size 15 --min-path 40 --num-train 4000 --num-test 500 \
-    --aug --seed 0 --out "$OUT/data/maze15" --overwrite
+[ -f "$OUT/data/sudoku9/val/dataset.json" ] || $R build sudoku --box 3x3 --givens 30 --num-train 2000 --num-aug 9 \
+    --num-test 500 --num-val 500 --seed 0 --out "$OUT/data/sudoku9" --overwrite
+[ -f "$OUT/data/maze15/val/dataset.json" ] || $R build maze --size 15 --min-path 40 --num-train 4000 --num-test 500 \
+    --num-val 500 --aug --seed 0 --out "$OUT/data/maze15" --overwrite
 
 # The four methods, each a bundle of settings on the task's TRM recipe (recursa/config.py documents each):
 TRM="trm="
@@ -35,7 +35,7 @@ RSM="rsm=model.halt_max_steps=1;model.H_cycles=6;model.L_cycles=3;train.depth_cu
 # CGAR (arXiv 2511.08653): depth curriculum at 30% / 60% of training to the recipe's (2, 2), step weights 0.7^s
 CGAR="cgar=train.depth_curriculum=[[0.0,1,1],[0.3,1,2],[0.6,2,2]];train.step_weights=0.7"
 # A local token mixer: a 3x3 depthwise convolution over the grid in place of attention / the MLP over tokens
-CONVMIX="convmix=model.conv_mixer=3"
+CONVMIX="convmix=model.conv_mixer=3;model.mlp_t=;model.num_heads=;model.pos_encodings="
 # Not a published method: no early halting in training (every row runs all supervision steps, so the
 # model is trained to hold an answer it has found; recursa/config.py model.early_halt), alone on
 # Sudoku and with the 2-D ConvSwiGLU in the long maze runs

@@ -3,8 +3,8 @@ runs/study_cpu.sh wrote:
 
     python scripts/study_report.py runs/study docs/study.md docs/study.png
 
-Reads each sweep's sweep.json (final evaluation of every run on the 500 held-out puzzles, 16 steps)
-and each run's metrics.jsonl (held-out accuracy during training on the first 200 test puzzles,
+Reads each sweep's sweep.json (final evaluation of every run on the 500 validation puzzles (val/), 16 steps)
+and each run's metrics.jsonl (validation accuracy during training on the first 200 val/ puzzles,
 against training time).
 """
 
@@ -68,10 +68,10 @@ def main(out: Path, md: Path, png: Path) -> None:
              "`bash runs/study_cpu.sh runs/study` (issue 13). Every run trains for the same wall time on one "
              "thread (the two tasks run side by side, so both cores are busy and every run gets the same share), "
              "with the same data, recipe and evaluation; only the method's settings differ. Evaluation and "
-             "checkpoints are not counted in the training time. Final numbers: all 500 held-out puzzles, "
+             "checkpoints are not counted in the training time. Final numbers: all 500 validation puzzles (val/; the methods are chosen on them, never on test), "
              "at the trained number of supervision steps and at 16 steps (thinking longer; for RSM-style, "
              "trained with one step of up to 6 cycles, each further step is 6 more cycles); curves: the first 200 "
-             "held-out puzzles at the trained depth, during training. The methods are the bundles of settings "
+             "validation puzzles at the trained depth, during training. The methods are the bundles of settings "
              "named in runs/study_cpu.sh (each documented in recursa/config.py); the conv token mixer "
              "(model.conv_mixer = 3: a 3x3 depthwise convolution over the grid in place of the token mixer) is "
              "not a published method but the local mixer the maze probe of issue 13 pointed to; nor is "
@@ -159,9 +159,9 @@ def plot(fig_data: dict, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(19, 4.6), dpi=110)
-    for ax, task, idx, target, ylabel in ((axes[0], "sudoku9", 1, SUDOKU_TARGET, "held-out exact (%)"),
-                                          (axes[1], "maze15", 2, MAZE_TARGET, "held-out valid shortest paths (%)"),
-                                          (axes[2], "maze15", 3, None, "held-out maze cells right (%)")):
+    for ax, task, idx, target, ylabel in ((axes[0], "sudoku9", 1, SUDOKU_TARGET, "validation exact (%)"),
+                                          (axes[1], "maze15", 2, MAZE_TARGET, "validation valid shortest paths (%)"),
+                                          (axes[2], "maze15", 3, None, "validation maze cells right (%)")):
         for j, v in enumerate(ORDER):
             for k, e in enumerate(fig_data.get(task, {}).get(v, [])):
                 pts = [(p[0] / 60, 100 * p[idx]) for p in e["curve"] if p[idx] is not None]

@@ -16,7 +16,6 @@ from .conftest import REPO, cli_error
 TINY_TOML = """version = 1
 [model]
 hidden_size = 32
-num_heads = 2
 H_cycles = 2
 L_cycles = 1
 halt_max_steps = 3

@@ -28,28 +28,6 @@ def _rows(split):
     return {row.tobytes() for row in np.asarray(split.inputs)}
 
 
-def test_sudoku_and_maze_validation_splits_are_disjoint_and_leave_train_and_test_as_they_were(tmp_path):
-    kw = dict(box_rows=2, box_cols=2, num_train=60, num_test=30, num_aug=2, seed=4, log=lambda *a: None)
-    build_sudoku(tmp_path / "plain", **kw)
-    build_sudoku(tmp_path / "val", num_val=40, **kw)
-    mkw = dict(size=7, min_path=6, num_train=40, num_test=20, aug=True, seed=2, log=lambda *a: None)
-    build_maze(tmp_path / "mplain", **mkw)
-    build_maze(tmp_path / "mval", num_val=25, **mkw)
-    for plain, val, n in (("plain", "val", 40), ("mplain", "mval", 25)):
-        for name in ("train", "test"):
-            for f in ("inputs", "labels"):
-                assert np.array_equal(getattr(load_split(tmp_path / plain, name), f),
-                                      getattr(load_split(tmp_path / val, name), f)), (plain, name, f)
-        v = load_split(tmp_path / val, "val")
-        assert v.num_examples == n and len(_rows(v)) == n
-        assert not _rows(v) & _rows(load_split(tmp_path / val, "train"))
-        assert not _rows(v) & _rows(load_split(tmp_path / val, "test"))
-        assert not (tmp_path / plain / "val").exists()
-    assert json.loads((tmp_path / "val" / "task.json").read_text())["build_args"]["num_val"] == 40
-    with pytest.raises(Exception, match="num-val"):
-        build_maze(tmp_path / "csv", source=tmp_path / "x.csv", num_val=3, log=lambda *a: None)
-
-
 def _outcomes(exact, conf, valid=None):
     return {"exact": np.asarray(exact, bool), "confidence": np.asarray(conf, float),
             "valid": None if valid is None else np.asarray(valid, bool)}

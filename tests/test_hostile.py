@@ -237,7 +237,7 @@ class World:
 def world(tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("hostile")
     data = root / "data4"
-    build_sudoku(data, box_rows=2, box_cols=2, num_train=100, num_test=20, num_aug=1, seed=0, log=lambda *a: None)
+    build_sudoku(data, box_rows=2, box_cols=2, num_train=100, num_test=20, num_aug=1, seed=0, num_val=20, log=lambda *a: None)
     cfg = root / "tiny.toml"
     cfg.write_text(TINY_TOML.format(data=data.as_posix(), out=(root / "default-run").as_posix()))
     w = World(root, data, cfg, root / "good")

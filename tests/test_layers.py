@@ -12,7 +12,7 @@ LAYERS = [
     ("tasks",),
     ("evaluation",),
     ("training",),
-    ("inference", "display", "official", "render", "adapt"),
+    ("inference", "display", "official", "render", "adapt", "results"),
     ("demo", "bench", "bench_official", "sweep"),
     ("cli", "__main__", "__init__"),
 ]

@@ -144,46 +144,42 @@ def test_arch_and_seq_len_errors(tmp_path, capsys):
     np.testing.assert_equal((tmp_path / "o").exists(), False)
 
 
-@pytest.mark.parametrize("name,kind", [("recursive_reasoning.trm_singlez@TinyRecursiveReasoningModel_ACTV1", "singlez"),
-                                       ("recursive_reasoning.transformers_baseline@Model_ACTV2", "baseline")])
-def test_official_ablation_checkpoints_import(tmp_path, name, kind, capsys):
-    """The single-latent ablation and the 8-layer transformer baseline are recognised from arch.name,
-    their official keys (L_init only; H_level.* + H_init) load, and the outputs are unchanged."""
-    from recursa.config import ModelConfig
-    from recursa.models import DataSpec, build_model
-    arch = {"name": name, "hidden_size": 32, "num_heads": 2, "expansion": 4, "H_cycles": 2, "L_cycles": 2,
-            "L_layers": 2, "H_layers": 8, "halt_max_steps": 4, "halt_exploration_prob": 0.1, "pos_encodings": "rope",
-            "puzzle_emb_ndim": 32, "forward_dtype": "float32", "no_ACT_continue": True,
-            "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"}}
-    if kind == "singlez":
-        arch.update({"mlp_t": False, "puzzle_emb_len": 16})
-        cfg = ModelConfig(arch="trm", single_latent=True, hidden_size=32, num_heads=2, H_cycles=2, L_cycles=2,
-                          halt_max_steps=4, puzzle_emb_len=16)
-    else:
-        cfg = ModelConfig(arch="baseline", baseline_layers=8, hidden_size=32, num_heads=2, halt_max_steps=4)
-    ref = build_model(cfg, DataSpec(vocab_size=11, seq_len=81, num_puzzle_identifiers=3), seed=3).eval()
+@pytest.mark.numerics
+@pytest.mark.parametrize("case,name", [("trm_singlez", "recursive_reasoning.trm_singlez@TinyRecursiveReasoningModel_ACTV1"),
+                                       ("transformers_baseline", "recursive_reasoning.transformers_baseline@Model_ACTV2")])
+def test_official_ablation_checkpoints_import_and_reproduce_the_official_outputs(tmp_path, case, name, capsys):
+    """The single-latent ablation and the transformer baseline are recognised from arch.name, their
+    official keys (L_init only; H_level.* + H_init) load, and the imported model gives the official
+    code's outputs (tests/fixtures/official/CASE.*, made by make_trm_ablations.py from the official
+    repository)."""
+    meta = json.loads(fixture_file(f"official/{case}.json").read_text())
+    weights = load_file(str(fixture_file(f"official/{case}.weights.safetensors")))
+    io = load_file(str(fixture_file(f"official/{case}.io.safetensors")))
     ckpt = tmp_path / "step_7"
-    torch.save({"_orig_mod.model." + k: v for k, v in ref.state_dict().items()}, ckpt)
+    torch.save({"_orig_mod.model." + k: v.float() for k, v in weights.items()}, ckpt)
+    arch = {k: v for k, v in meta["config"].items() if k not in ("batch_size", "seq_len", "vocab_size",
+                                                                    "num_puzzle_identifiers")}
+    arch.update({"name": name, "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"}})
     yml = tmp_path / "all_config.yaml"
     yml.write_text(yaml.safe_dump({"arch": arch}))
     out = tmp_path / "imported"
-    assert main(["import-official", str(ckpt), "--config", str(yml), "--seq-len", "81", "--out", str(out)]) == 0
+    assert main(["import-official", str(ckpt), "--config", str(yml), "--seq-len", str(meta["config"]["seq_len"]),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
     loaded = load_checkpoint(out)
     m = loaded.cfg.model
-    if kind == "singlez":
-        assert m.arch == "trm" and m.single_latent
+    if case == "trm_singlez":
+        assert m.arch == "trm" and m.single_latent and "inner.L_init" in weights and "inner.H_init" not in weights
     else:
-        assert m.arch == "baseline" and m.baseline_layers == 8 and m.prefix_len == 1
-        assert "arch.no_ACT_continue" in capsys.readouterr().out  # the official baseline ignores it too
-    g = torch.Generator().manual_seed(0)
-    batch = {"inputs": torch.randint(1, 11, (3, 81), generator=g), "labels": torch.randint(2, 11, (3, 81), generator=g),
-             "puzzle_identifiers": torch.tensor([0, 1, 2])}
-    with torch.inference_mode():
-        c1, c2 = ref.initial_carry(batch), loaded.model.initial_carry(batch)
-        for _ in range(2):
-            c1, o1 = ref(c1, batch)
-            c2, o2 = loaded.model(c2, batch)
-            assert torch.equal(o1["logits"], o2["logits"])
+        assert m.arch == "baseline" and m.baseline_layers == 3 and m.prefix_len == 1 and "inner.H_init" in weights
+        assert "fields not used" not in printed
+    batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
+    official = [{n: io[f"step{k}.{n}"] for n in ("logits", "q_halt_logits", "q_continue_logits")} for k in (1, 2, 3)]
+    official[2].update({f"state{i}": io[f"final.{n}"] for i, n in enumerate(meta["carry"])})  # the carry after step 3
+    numerics.check_f32_against_fixture(loaded.model, numerics.steps_of(batch), official, case)
+    steps = numerics.eval_steps(loaded.model, batch, 3)
+    assert len([n for n in steps[2] if n.startswith("state")]) == len(meta["carry"])
+    assert all(torch.equal(st["halted"], io[f"step{k}.halted"]) for k, st in enumerate(steps, start=1))
 
 
 def test_official_baseline_config_with_twelve_heads_at_hidden_512(tmp_path, capsys):

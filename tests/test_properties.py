@@ -240,7 +240,6 @@ def test_benchmark_csv_reader(scratch, content):
 BASE_TOML = """version = 1
 [model]
 hidden_size = 32
-num_heads = 2
 mlp_t = true
 pos_encodings = "none"
 [train]

@@ -1,5 +1,13 @@
 """The published recipes (configs/*.toml), their CPU versions and the runs/*.sh scripts agree
-with each other and with the papers' hyper-parameters (reference §1.2); `recursa bench data` runs."""
+with each other and with the papers' hyper-parameters; `recursa bench data` runs.
+
+What is checked: each recipe's settings equal the values *transcribed here* from the official
+scripts and configs (TRM: SamsungSAILMontreal/TinyRecursiveModels README commands over
+config/cfg_pretrain.yaml and config/arch/trm.yaml; HRM: sapientinc/HRM README commands over
+config/cfg_pretrain.yaml and config/arch/hrm_v1.yaml; URM, RSM and CGAR: the files named in each
+test), and each runs/NAME.sh builds the dataset its recipe trains on and trains and evaluates that
+recipe. The official files are not read at test time (they are not part of recursa): a value
+mistyped in both the recipe and the test would pass."""
 
 import json
 import re
@@ -12,7 +20,8 @@ from recursa.cli import main
 from .conftest import REPO, collection, data_file
 
 PUBLISHED = {
-    # name: (arch, H_cycles, L_cycles, mlp_t, lr, puzzle_emb_lr, weight_decay, epochs, ema)
+    # name: (arch, H_cycles, L_cycles, mlp_t, lr, puzzle_emb_lr, weight_decay, epochs, ema), from the
+    # official README training commands (the command-line overrides) over the YAML defaults
     "trm_sudoku_mlp": ("trm", 3, 6, True, 1e-4, 1e-4, 1.0, 50000, True),
     "trm_sudoku_att": ("trm", 3, 6, False, 1e-4, 1e-4, 1.0, 50000, True),
     "trm_maze": ("trm", 3, 4, False, 1e-4, 1e-4, 1.0, 50000, True),
@@ -203,12 +212,14 @@ def test_cgar_recipe_is_trm_mlp_plus_cgar_curriculum_and_step_weights():
 
 def _recipe_is_bundle(base: str, recipe: str, bundle: str, also: set[str]) -> dict:
     """configs/``recipe`` differs from configs/``base`` in exactly the "key=value;..." settings of a
-    study bundle (with those values) and the ``also`` keys; returns the recipe as a dict."""
+    study bundle (with those values) and the ``also`` keys, among the settings that have an effect in
+    the recipe (a conv mixer makes the attention's keys moot); returns the recipe as a dict."""
     settings = dict(s.split("=", 1) for s in bundle.split(";"))
     a = config.to_dict(config.load(REPO / "configs" / base))
-    b = config.to_dict(config.load(REPO / "configs" / recipe))
+    cfg = config.load(REPO / "configs" / recipe)
+    b, moot = config.to_dict(cfg), config.ineffective(cfg)
     changed = {f"{section}.{k}" for section in ("model", "train", "eval")
-               for k in a[section] if a[section][k] != b[section][k]}
+               for k in a[section] if a[section][k] != b[section][k] and f"{section}.{k}" not in moot}
     assert changed == set(settings) | also
     for key, value in settings.items():
         section, k = key.split(".")
@@ -237,16 +248,18 @@ def test_sudoku9_cgar_muon_recipe_is_the_studys_bundle_on_the_9x9_trm_recipe():
 def test_maze15_conv_muon_recipe_is_the_studys_bundle_on_the_maze_trm_recipe():
     """configs/maze15_conv_muon_cpu.toml is configs/maze15_trm_cpu.toml plus exactly the settings of the
     study's "conv5-muon" bundle (runs/study_cpu.sh, the long maze runs), over the study's 30-minute
-    maze budget, on both cores and the 32,000-maze build its header names."""
+    maze budget (as steps), on both cores and the 32,000-maze build its header names."""
     import re
     script = (REPO / "runs" / "study_cpu.sh").read_text()
     bundle = re.search(r'^CONV5MUON="conv5-muon=(.*)"$', script, re.M).group(1)
     assert '--variant "$CONV5MUON"' in script
     long_s = float(re.search(r"^LONG_MAZE=\$\{STUDY_LONG_MAZE_S:-(\d+)\}$", script, re.M).group(1))
     best = _recipe_is_bundle("maze15_trm_cpu.toml", "maze15_conv_muon_cpu.toml", bundle,
-                             {"train.out", "train.data", "train.max_time_s", "train.eval_interval", "train.num_threads"})
+                             {"train.out", "train.data", "train.max_time_s", "train.steps", "train.eval_interval",
+                              "train.num_threads"})
     path = REPO / "configs" / "maze15_conv_muon_cpu.toml"
-    assert best["train"]["steps"] == 0 and best["train"]["max_time_s"] == long_s == 1800
+    # a step budget: the steps the study's 30-minute budget ran on 2 threads (4,229 and 4,214), rounded
+    assert best["train"]["steps"] == 4200 and best["train"]["max_time_s"] == 0 and long_s == 1800
     assert best["train"]["num_threads"] == 2 and best["model"]["conv_swiglu"] == 5
     build = "recursa build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 --num-val 500 --aug --out "
     assert build + best["train"]["data"] in path.read_text()
@@ -254,12 +267,37 @@ def test_maze15_conv_muon_recipe_is_the_studys_bundle_on_the_maze_trm_recipe():
 
 def test_maze15_nearest_recipe_is_the_conv_muon_recipe_with_nearest_answers_and_the_conv_mixer():
     """configs/maze15_nearest_cpu.toml (issue 13's maze target) is configs/maze15_conv_muon_cpu.toml plus
-    exactly train.nearest_answer and a 5x5 conv token mixer, on the same data, budget and threads, and
+    exactly train.nearest_answer and a 5x5 conv token mixer (and its own step budget), on the same data
+    and threads, and
     its header names the build, the 8-view evaluation and its run directory."""
     best = _recipe_is_bundle("maze15_conv_muon_cpu.toml", "maze15_nearest_cpu.toml",
-                             "train.nearest_answer=true;model.conv_mixer=5", {"train.out"})
-    assert best["train"]["max_time_s"] == 1800 and best["train"]["num_threads"] == 2
+                             "train.nearest_answer=true;model.conv_mixer=5", {"train.out", "train.steps"})
+    # a step budget: the steps 30 minutes ran on 2 threads (6,624 and 6,832: the conv mixer's step is cheaper)
+    assert best["train"]["steps"] == 6600 and best["train"]["max_time_s"] == 0 and best["train"]["num_threads"] == 2
     text = (REPO / "configs" / "maze15_nearest_cpu.toml").read_text()
     assert "recursa build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 --num-val 500 --aug --out " \
         + best["train"]["data"] in text
     assert f"recursa eval {best['train']['out']} --data {best['train']['data']} --steps 16 --views 8" in text
+
+
+def _study_bundles() -> dict[str, list[str]]:
+    """runs/study_cpu.sh's variant bundles, NAME -> its SECTION.KEY=VALUE settings (${X#x=} expanded)."""
+    script = (REPO / "runs" / "study_cpu.sh").read_text()
+    values: dict[str, str] = {}
+    for var, value in re.findall(r'^([A-Z0-9]+)="([a-z0-9-]+=.*)"$', script, re.M):
+        value = re.sub(r"\$\{([A-Z0-9]+)#[a-z0-9-]+=\}", lambda m: values[m.group(1)].split("=", 1)[1], value)
+        values[var] = value
+    return {v.split("=", 1)[0]: [x for x in v.split("=", 1)[1].split(";") if x] for v in values.values()}
+
+
+@pytest.mark.parametrize("recipe", ["sudoku9_trm_cpu.toml", "maze15_trm_cpu.toml"])
+def test_every_study_bundle_loads_on_the_study_recipes(recipe):
+    """Each method of the CPU study is a valid configuration on the recipes it runs on: none gives a
+    setting that has no effect with the others (the conv mixer restores the token mixer's keys)."""
+    bundles = _study_bundles()
+    assert {"trm", "conv", "rsm", "cgar", "convmix", "cgar-muon", "conv5-muon"} <= set(bundles)
+    for name, settings in bundles.items():
+        cfg = config.load(REPO / "configs" / recipe, settings)
+        assert not {k for k in config.ineffective(cfg) if k.split(".")[1] in dict(s.split("=", 1) for s in settings)}
+        if name == "convmix":
+            assert cfg.model.conv_mixer == 3 and not cfg.model.mlp_t

@@ -66,7 +66,9 @@ def _os_error(e: OSError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
+    args._argv = argv  # the command as given, for the records that name it (task.json, results/)
     tune_allocator()  # keep freed activation buffers for reuse (RECURSA_MALLOC=system: don't)
     try:
         return args._run(args) or 0

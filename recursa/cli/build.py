@@ -42,8 +42,29 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def run(args) -> int:
     from .. import storage
+    from ..data.format import BUILD_COMMAND
     storage.check_out(args.out, "dataset", args.overwrite)  # refuse before any work, not after it
     t = time.perf_counter()
-    args._build(args)
+    token = BUILD_COMMAND.set(build_command(args._argv))
+    try:
+        args._build(args)
+    finally:
+        BUILD_COMMAND.reset(token)
     print(f"built in {time.perf_counter() - t:.1f} s")
     return 0
+
+
+def build_command(given: list[str]) -> str:
+    """``recursa build ...`` as given, without --out / --overwrite: the same wherever the dataset is
+    written, so a build stays byte-reproducible from (task, seed, arguments)."""
+    import shlex
+    argv, skip = [], False
+    for a in given:
+        if skip:
+            skip = False
+        elif a in ("--out", "--overwrite") or a.startswith("--out="):
+            skip = a == "--out"
+        else:
+            argv.append(a)
+    start = argv.index("build") if "build" in argv else 0
+    return shlex.join(["recursa", *argv[start:]])

@@ -57,6 +57,11 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--data", required=True, help="dataset directory (official layout)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--json", dest="json_out", help="also write the metrics to this JSON file")
+    p.add_argument("--record", metavar="FILE",
+                   help="add this evaluation as a figure to a results file (results/NAME.json: metrics, protocol, "
+                        "command, the data's build command, the checkpoint's step, seed and config hash, the machine; "
+                        "recursa/results.py), under --label")
+    p.add_argument("--label", help="with --record: the figure's name in the file (replaced when it exists)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N puzzles (default all)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
     p.add_argument("--steps", type=int, default=0, help="supervision steps to run (default: as trained; more = think longer)")
@@ -188,10 +193,18 @@ def run(args) -> int:
         raise RecursaError("--plot draws the recursion curves: add --curve")
     if args.trajectories > 1 and args.noise == 0:
         raise RecursaError(f"--trajectories {args.trajectories} without --noise: the copies would all think alike")
-    for flag, path in (("--json", args.json_out), ("--submission", args.submission), ("--plot", args.plot)):
+    if (args.record is None) != (args.label is None):
+        raise RecursaError("--record FILE and --label NAME go together")
+    if args.label is not None:
+        from ..results import check_label
+        check_label(args.label)  # before the evaluation, not after it
+    for flag, path in (("--json", args.json_out), ("--submission", args.submission), ("--plot", args.plot),
+                       ("--record", args.record)):
         if path is not None:
             storage.check_file_out(path, flag)
     paths = checkpoint_list(args)
+    if args.record and len(paths) > 1:
+        raise RecursaError("--record takes the evaluation of one checkpoint")
     device = pick_device(args.device)
     split = load_split(args.data, args.split)
     data_task = read_task_info(args.data)
@@ -228,6 +241,13 @@ def run(args) -> int:
         if why is not None:
             res["protocol"]["halt_threshold_source"] = why
         _print(loaded, res, args.data, args.split, scorer)
+        if args.record:
+            from .. import results as results_mod
+            fig = results_mod.eval_figure(res, loaded.meta, args.data, args.split)
+            fig["command"] = results_mod.command_line(getattr(args, "_argv", None))
+            if scorer is not None and scorer.key in res:
+                fig["metrics"].update(scorer.scalars(res[scorer.key]))
+            print(f"  recorded as {args.label!r} in {results_mod.record(args.record, args.label, fig)}")
         results.append({"checkpoint": str(loaded.path), "step": loaded.meta["step"], **res})
         last_scorer = scorer
         del loaded

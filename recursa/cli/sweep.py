@@ -1,9 +1,9 @@
 """Train a grid of runs that differ only in the settings you vary, evaluate each on the same
-held-out puzzles, and plot accuracy against the varied setting, against parameter count and
+validation puzzles (val/; test when the dataset has none), and plot accuracy against the varied setting, against parameter count and
 against test-time compute (sweep.json + sweep.png in --out). Resumable: run it again to continue.
 
 Examples (the "recursion scaling" figure on a laptop, about 5 minutes per run):
-  recursa build sudoku --box 2x3 --num-train 3000 --num-aug 9 --num-test 500 --out data/sudoku6
+  recursa build sudoku --box 2x3 --num-train 3000 --num-aug 9 --num-test 500 --num-val 500 --out data/sudoku6
   recursa sweep configs/sudoku6_trm_cpu.toml --vary model.L_cycles=1,2,4,6 --vary model.H_cycles=1,3 \\
       --set train.max_time_s=300 --set train.steps=0 --out runs/sweep-depth
   recursa sweep configs/sudoku6_trm_cpu.toml --vary model.hidden_size=32,64,128 --seeds 0,1 --out runs/sweep-width
@@ -30,7 +30,10 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--seeds", default="0", help="comma-separated seeds, one run each per point (default 0)")
     p.add_argument("--out", required=True, help="sweep directory (runs, sweep.json, sweep.png)")
     p.add_argument("--eval-steps", type=int, default=0, help="evaluate at this depth (default: each run's trained depth)")
-    p.add_argument("--eval-limit", type=int, default=0, help="evaluate the first N test puzzles (default all)")
+    p.add_argument("--record", metavar="FILE",
+                   help="also write every run as a figure of this results file (results/NAME.json, "
+                        "recursa/results.py), named by the run")
+    p.add_argument("--eval-limit", type=int, default=0, help="evaluate the first N puzzles of the evaluation split (default all)")
 
 
 def run(args) -> int:
@@ -42,7 +45,14 @@ def run(args) -> int:
     if not seeds or any(s < 0 for s in seeds) or args.eval_steps < 0 or args.eval_limit < 0:
         raise RecursaError("--seeds must be integers >= 0; --eval-steps and --eval-limit >= 0")
     variants = parse_variants(args.variant)
-    sweep(args.config, parse_vary(args.vary) if args.vary or not variants else [], args.out,
-          overrides=args.overrides, seeds=seeds, eval_steps=args.eval_steps, eval_limit=args.eval_limit,
-          variants=variants)
+    if args.record:
+        from .. import storage
+        storage.check_file_out(args.record, "--record")
+    rows = sweep(args.config, parse_vary(args.vary) if args.vary or not variants else [], args.out,
+                 overrides=args.overrides, seeds=seeds, eval_steps=args.eval_steps, eval_limit=args.eval_limit,
+                 variants=variants)
+    if args.record:
+        from .. import results
+        from ..sweep import record_rows
+        print(f"recorded {len(rows)} runs in {record_rows(args.record, rows, args.out, results.command_line(args._argv))}")
     return 0

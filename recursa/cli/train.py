@@ -20,7 +20,7 @@ from .. import config
 def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("config", help="TOML recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a recipe value (repeatable), e.g. --set train.steps=1000")
+                   help="override a recipe value (repeatable), e.g. --set train.steps=1000; SECTION.KEY= (nothing after =) gives the key its default")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in train.out")
     p.add_argument("--quiet", action="store_true", help="no progress line (metrics still go to metrics.jsonl)")
 

@@ -18,6 +18,7 @@ the optional files.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import os
@@ -93,6 +94,11 @@ def make_split(inputs: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray |
                  group_indices, meta)
 
 
+#: The `recursa build ...` command being run (set by the CLI around a build; None otherwise): the
+#: dataset's task.json records it as ``command``, for result records (recursa/results.py).
+BUILD_COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar("BUILD_COMMAND", default=None)
+
+
 class DatasetWriter:
     """``with DatasetWriter(out, overwrite) as tmp:`` write everything under ``tmp`` (a staging
     sibling directory); on success it takes the place of ``out`` atomically (see
@@ -121,6 +127,9 @@ class DatasetWriter:
                 raise storage.write_failure(self.out, "dataset", exc) from exc
             return
         try:
+            command, info = BUILD_COMMAND.get(), self.tmp / "task.json"
+            if command is not None and info.is_file():  # inside the staging directory: swapped in with the rest
+                info.write_text(json.dumps({**json.loads(info.read_text()), "command": command}, indent=1))
             storage.check_out(self.out, "dataset", self.overwrite)  # still true after the build?
             storage.replace_dir(self.tmp, self.out)
         except BaseException as e:
@@ -354,3 +363,17 @@ def _validate(s: Split, d: Path, prefix: str = "all") -> None:
         lab = lab[lab != ignore] if ignore is not None else lab
         if lab.size and (lab.min() < 0 or lab.max() >= V):
             raise RecursaError(f"{d}/{prefix}__labels.npy: label ids {lab.min()}..{lab.max()} outside the vocabulary 0..{V - 1}")
+
+
+def resolve_eval_split(root: str | Path, choice: str = "auto") -> str:
+    """The split that choices made during and after training read (``train.eval_split``): "auto" =
+    "val" when ``root`` has a val/ split, else "test"; "val" without one is an error."""
+    has_val = (Path(root) / "val" / "dataset.json").is_file()
+    if choice == "auto":
+        return "val" if has_val else "test"
+    if choice == "val" and not has_val:
+        raise RecursaError(f"{Path(root) / 'val'}: no validation split (train.eval_split = \"val\"); build the dataset "
+                           "with --num-val N, or set train.eval_split = \"auto\" to evaluate on test")
+    if choice not in ("val", "test"):
+        raise RecursaError(f"eval split {choice!r}: expected auto, val or test")
+    return choice

@@ -66,7 +66,7 @@ class TokenModel(nn.Module):
         if cfg.emb_ndim > 0:
             self.puzzle_emb = PuzzleEmbedding(spec.num_puzzle_identifiers, cfg.emb_ndim)
         self.rotary_emb = None
-        if cfg.pos_encodings == "rope":
+        if cfg.pos_encodings == "rope" and not (cfg.mlp_t or cfg.conv_mixer):  # rotary acts inside attention only
             self.rotary_emb = RotaryEmbedding(D // cfg.num_heads, self.positions, cfg.rope_theta)
         elif cfg.pos_encodings == "learned":
             self.embed_pos = Embedding(self.positions, D, 1.0 / self.embed_scale, generator)

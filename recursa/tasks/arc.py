@@ -351,13 +351,19 @@ def _subset_tasks(version: int, files: str | None, subsets: list[str]) -> list[l
 
 def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[str] | None = None,
               test_set: str | None = None, num_aug: int = 1000, exclude_overlap: bool | None = None,
-              translate: bool = True, seed: int = 0, overwrite: bool = False, log=print) -> ArcTask:
+              translate: bool = True, seed: int = 0, overwrite: bool = False, num_val: int = 0, log=print) -> ArcTask:
     """Build an ARC dataset in the official layout, streamed to disk (see the module docstring).
-    Also writes ``test_puzzles.json`` (the test tasks with their outputs) for the evaluator."""
+    Also writes ``test_puzzles.json`` (the test tasks with their outputs) for the evaluator.
+
+    ``num_val`` > 0 holds out that many training tasks (seeded) the way the test tasks are held out:
+    their demonstration pairs stay in training, their test inputs (every augmented version) form the
+    ``val/`` split, scored from ``val_puzzles.json``; their test outputs are never trained on."""
     if version not in (1, 2):
         raise RecursaError(f"--version {version}: expected 1 or 2")
     if num_aug < 0:
         raise RecursaError("--num-aug must be >= 0")
+    if num_val < 0:
+        raise RecursaError(f"--num-val {num_val}: must be >= 0")
     if num_aug > MAX_VERSIONS - 1:
         raise RecursaError(f"--num-aug {num_aug}: a task has at most {MAX_VERSIONS - 1:,} distinct augmented versions "
                            "(8 dihedral transforms x 9! colour permutations, less the original)")
@@ -393,6 +399,9 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
             unique.append(t)
     if len(unique) < len(train_only):
         log(f"{len(train_only) - len(unique)} task(s) appear in two training subsets; kept once")
+    if num_val > len(unique):
+        raise RecursaError(f"--num-val {num_val}: only {len(unique)} training tasks to hold out from")
+    val_ids = {unique[i].id for i in np.random.default_rng([seed, 31]).choice(len(unique), num_val, replace=False)}
     tasks = sorted(unique + test_tasks, key=lambda t: (subsets.index(t.subset), t.id))
 
     # Choosing a task's versions holds one key (all its grids) per drawn version.
@@ -401,10 +410,12 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
     rng = np.random.default_rng([seed, 30])
     # Pass 1: choose each task's versions (deduplicated) and count rows.
     versions = [choose_versions(t, num_aug, rng) for t in tasks]
-    is_test = [t.subset == test_set for t in tasks]
-    train_pairs = [t.train + ([] if it else t.test) for t, it in zip(tasks, is_test, strict=True)]
-    n_train = sum(len(v[0]) * len(p) for v, p in zip(versions, train_pairs, strict=True))
-    n_test = sum(len(v[0]) * len(t.test) for v, t, it in zip(versions, tasks, is_test, strict=True) if it)
+    role = ["test" if t.subset == test_set else "val" if t.id in val_ids else "train" for t in tasks]
+    train_pairs = [t.train + (t.test if r == "train" else []) for t, r in zip(tasks, role, strict=True)]
+    n_rows = {"train": sum(len(v[0]) * len(p) for v, p in zip(versions, train_pairs, strict=True))}
+    for split in ("test", "val"):
+        n_rows[split] = sum(len(v[0]) * len(t.test) for v, t, r in zip(versions, tasks, role, strict=True) if r == split)
+    n_train, n_test = n_rows["train"], n_rows["test"]
     names: list[str] = ["<blank>"]
     for t, (ts, maps) in zip(tasks, versions, strict=True):
         names += [version_name(t.id, int(a), m) for a, m in zip(ts, maps, strict=True)]
@@ -413,15 +424,15 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
     first_id = np.cumsum([1] + [len(v[0]) for v in versions])  # identifier of each task's original
 
     with DatasetWriter(out, overwrite) as tmp:
-        for split, n_rows in (("train", n_train), ("test", n_test)):
+        for split in ("train", "test", "val") if num_val else ("train", "test"):
             d = tmp / split
             d.mkdir()
-            inputs = open_memmap(d / "all__inputs.npy", mode="w+", dtype=np.uint8, shape=(n_rows, SIZE * SIZE))
-            labels = open_memmap(d / "all__labels.npy", mode="w+", dtype=np.uint8, shape=(n_rows, SIZE * SIZE))
+            inputs = open_memmap(d / "all__inputs.npy", mode="w+", dtype=np.uint8, shape=(n_rows[split], SIZE * SIZE))
+            labels = open_memmap(d / "all__labels.npy", mode="w+", dtype=np.uint8, shape=(n_rows[split], SIZE * SIZE))
             p_ids, p_idx, g_idx = [], [0], [0]
             row = 0
             for k, task in enumerate(tasks):
-                pairs = train_pairs[k] if split == "train" else (task.test if is_test[k] else [])
+                pairs = train_pairs[k] if split == "train" else (task.test if role[k] == split else [])
                 if not pairs:
                     continue
                 ts, maps = versions[k]
@@ -449,7 +460,7 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
                 p_idx.append(row + E * (np.arange(V) + 1))
                 row += V * E
                 g_idx.append(g_idx[-1] + V)
-            assert row == n_rows
+            assert row == n_rows[split]
             inputs.flush()
             labels.flush()
             del inputs, labels
@@ -461,19 +472,24 @@ def build_arc(out, *, version: int = 1, files: str | None = None, subsets: list[
             P = len(arrays["puzzle_identifiers"])
             meta = {"pad_id": PAD, "ignore_label_id": 0, "blank_identifier_id": 0, "vocab_size": VOCAB,
                     "seq_len": SIZE * SIZE, "num_puzzle_identifiers": len(names), "total_groups": len(g_idx) - 1,
-                    "mean_puzzle_examples": n_rows / max(P, 1), "total_puzzles": P, "sets": ["all"]}
+                    "mean_puzzle_examples": n_rows[split] / max(P, 1), "total_puzzles": P, "sets": ["all"]}
             (d / "dataset.json").write_text(json.dumps(meta, indent=1))
         (tmp / "identifiers.json").write_text(json.dumps(names))
-        (tmp / "test_puzzles.json").write_text(json.dumps({t.id: t.to_json() for t in tasks if t.subset == test_set}))
+        (tmp / "test_puzzles.json").write_text(json.dumps({t.id: t.to_json() for t, r in zip(tasks, role) if r == "test"}))
+        if num_val:
+            (tmp / "val_puzzles.json").write_text(json.dumps({t.id: t.to_json() for t, r in zip(tasks, role) if r == "val"}))
         info = {"format_version": 1, "task": "arc", "params": {}, "seed": seed, "builder": "arc",
                 "build_args": {"version": version, "files": files, "subsets": subsets, "test_set": test_set,
-                               "num_aug": num_aug, "exclude_overlap": exclude_overlap, "translate": translate},
+                               "num_aug": num_aug, "exclude_overlap": exclude_overlap, "translate": translate,
+                               **({"num_val": num_val} if num_val else {})},
                 "test_set": test_set}
         (tmp / "task.json").write_text(json.dumps(info, indent=1))
     n_versions = sum(len(v[0]) for v in versions)
     log(f"wrote {out}: {len(tasks)} tasks ({', '.join(f'{s} {len(loaded[s])}' for s in subsets)}), "
         f"{n_versions} puzzle versions, {n_train} training examples, {n_test} test examples "
-        f"({sum(len(t.test) for t in test_tasks)} {test_set} test inputs x their versions)")
+        f"({sum(len(t.test) for t in test_tasks)} {test_set} test inputs x their versions)"
+        + (f", {n_rows['val']} validation examples ({num_val} held-out training tasks' test inputs x their versions)"
+           if num_val else ""))
     return ArcTask()
 
 
@@ -551,6 +567,9 @@ def _build_arguments(p) -> None:
     p.add_argument("--exclude-overlap", action="store_true",
                    help="leave training tasks that equal test tasks out instead of refusing (automatic with the "
                         "default subsets, which hold one known ARC-AGI-1 training/evaluation duplicate)")
+    p.add_argument("--num-val", type=count_arg, default=0,
+                   help="training tasks held out for validation (val/): their test inputs are never trained on "
+                        "(default 0)")
     p.add_argument("--no-translate", action="store_true", help="do not translate training examples on the canvas")
     p.add_argument("--seed", type=count_arg, default=0, help="random seed of augmentations and translations (default 0)")
 
@@ -559,7 +578,7 @@ def _build_from_args(args):
     subsets = [x.strip() for x in args.subsets.split(",") if x.strip()] if args.subsets else None
     build_arc(args.out, overwrite=args.overwrite, version=args.version, files=args.files, subsets=subsets,
               test_set=args.test_set, num_aug=args.num_aug, exclude_overlap=True if args.exclude_overlap else None,
-              translate=not args.no_translate, seed=args.seed)
+              translate=not args.no_translate, seed=args.seed, num_val=args.num_val)
 
 
 BUILD = BuildCommand(

@@ -47,14 +47,19 @@ class ArcVoting:
             if not (root / name).is_file():
                 raise RecursaError(f"{root / name}: missing (ARC evaluation needs a dataset from `recursa build arc`)")
         self.names = storage.read_json(root / "identifiers.json", expect=list)
-        truth = storage.read_json(root / "test_puzzles.json", expect=dict)
-        try:
-            # an output of null: unknown (tasks adapted to without solutions): answered, not scored
-            self.truth = {tid: [None if p["output"] is None else np.array(p["output"], dtype=np.uint8)
-                                for p in t["test"]] for tid, t in truth.items()}
-        except (KeyError, TypeError, ValueError, OverflowError) as e:
-            raise RecursaError(f"{root / 'test_puzzles.json'}: expected {{task id: {{\"test\": [{{\"output\": grid}}]}}}} "
-                               f"({type(e).__name__}: {e})") from None
+        self.truth = {}
+        # the held-out training tasks of --num-val: their rows vote only for themselves
+        for name in ("test_puzzles.json", "val_puzzles.json"):
+            if name == "val_puzzles.json" and not (root / name).is_file():
+                continue
+            truth = storage.read_json(root / name, expect=dict)
+            try:
+                # an output of null: unknown (tasks adapted to without solutions): answered, not scored
+                self.truth.update({tid: [None if p["output"] is None else np.array(p["output"], dtype=np.uint8)
+                                         for p in t["test"]] for tid, t in truth.items()})
+            except (KeyError, TypeError, ValueError, OverflowError) as e:
+                raise RecursaError(f"{root / name}: expected {{task id: {{\"test\": [{{\"output\": grid}}]}}}} "
+                                   f"({type(e).__name__}: {e})") from None
         self.puzzle_identifiers = np.asarray(puzzle_identifiers)
         self.puzzle_indices = np.asarray(puzzle_indices)
         self.votes: dict[tuple[str, int], dict[bytes, list]] = {}

@@ -405,13 +405,12 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
                seed: int = 0, overwrite: bool = False, num_val: int = 0, log=print) -> MazeTask:
     """Generate (or import from CSV) a maze dataset in the official layout. Training groups are a
     maze plus, with ``aug``, its 7 other dihedral views; the test set is not augmented. ``num_val``
-    > 0 (generated mazes) adds a ``val/`` split from its own random stream, none equal to a training
-    or test maze; train and test are the same as without it."""
+    > 0 adds a ``val/`` split: generated mazes draw it from its own random stream, none equal to a
+    training or test maze, and train and test are the same as without it; from a CSV it is carved
+    out of the training mazes (``_carve_val``)."""
     rng = np.random.default_rng([seed, 20])
     if num_val < 0:
         raise RecursaError(f"--num-val {num_val}: must be >= 0")
-    if num_val and source is not None:
-        raise RecursaError("--num-val is for generated mazes; with --source the CSV's split is used as it is")
     if source is not None:
         q, a, size = read_maze_csv(source)
         if test_source is not None:
@@ -423,6 +422,8 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
                 raise RecursaError(f"--test-fraction {test_fraction}: must be in (0, 1)")
             train_idx, test_idx = seeded_split(len(q), test_fraction, rng)
             tq, ta, q, a = q[test_idx], a[test_idx], q[train_idx], a[train_idx]
+        if num_val:  # out of the training mazes, before any subsample: none equal to a test maze
+            q, a, vq, va = _carve_val(np.random.default_rng([seed, 21]), num_val, q, a, tq, source)
         if subsample_size and subsample_size < len(q):
             pick = np.sort(rng.choice(len(q), subsample_size, replace=False))
             q, a = q[pick], a[pick]
@@ -452,8 +453,9 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
                   "loop_prob": loop_prob, "aug": aug, "subsample_size": subsample_size,
                   "source": None if source is None else str(source),
                   "test_source": None if test_source is None else str(test_source), "test_fraction": test_fraction}
-    if num_val:
+    if num_val and source is None:
         vq, va = _held_out_mazes(np.random.default_rng([seed, 21]), num_val, size, min_path, loop_prob, (train_q, tq))
+    if num_val:
         splits["val"] = make_split(vq.reshape(num_val, -1), va.reshape(num_val, -1), vocab_size=task.vocab_size)
         build_args["num_val"] = num_val
     info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed, "builder": "maze",
@@ -466,6 +468,31 @@ def build_maze(out, *, size: int = 30, min_path: int = 110, num_train: int = 100
 
 
 # ---------------------------------------------------------------------- `recursa build maze`
+def _carve_val(rng, n: int, q: np.ndarray, a: np.ndarray, tq: np.ndarray, source) -> tuple:
+    """``n`` of the training mazes ``q``/``a`` (seeded) as a validation split: distinct, none equal to
+    a test maze; every training maze equal to one of them, or to one of their dihedral views (which
+    --aug would train on), leaves training. -> (q, a, val q, val a)."""
+    flat = q.reshape(len(q), -1)
+    test_keys = {m.tobytes() for m in tq.reshape(len(tq), -1)}
+    chosen, keys = [], set()
+    for i in rng.permutation(len(q)):
+        k = flat[i].tobytes()
+        if k not in test_keys and k not in keys:
+            keys.add(k)
+            chosen.append(i)
+            if len(chosen) == n:
+                break
+    if len(chosen) < n:
+        raise RecursaError(f"--num-val {n}: {source} has only {len(chosen)} distinct training mazes that are not test "
+                           "mazes; ask for fewer")
+    chosen = np.sort(np.array(chosen))
+    views = {m.tobytes() for t in range(8) for m in dihedral(q[chosen], t).reshape(n, -1)}
+    keep = np.fromiter((m.tobytes() not in views for m in flat), dtype=bool, count=len(flat))
+    if not keep.any():
+        raise RecursaError(f"--num-val {n}: no training mazes of {source} would be left; ask for fewer")
+    return q[keep], a[keep], q[chosen], a[chosen]
+
+
 def _held_out_mazes(rng, n: int, size: int, min_path: int, loop_prob: float, others) -> tuple[np.ndarray, np.ndarray]:
     """``n`` generated mazes, none equal to a maze of ``others`` (arrays of mazes, any shape
     (k, size * size) or (k, size, size)) nor to each other."""
@@ -488,7 +515,7 @@ def _build_arguments(p) -> None:
                                                              "many steps (default 110, as Maze-Hard)")
     p.add_argument("--num-train", type=count_arg, default=1000, help="generated training mazes (default 1000)")
     p.add_argument("--num-test", type=count_arg, default=1000, help="generated test mazes (default 1000)")
-    p.add_argument("--num-val", type=count_arg, default=0, help="generated validation mazes (val/), none equal to a "
+    p.add_argument("--num-val", type=count_arg, default=0, help="validation mazes (val/), none equal to a "
                    "training or test maze: the halting threshold is calibrated on them after training (default 0)")
     p.add_argument("--loop-prob", type=float, default=0.05,
                    help="probability of opening each remaining wall between two corridor cells (default 0.05)")

@@ -17,6 +17,7 @@ from .base import BuildCommand, TaskBase, check_counts, check_memory, count_arg
 
 MAX_LENGTH = 65536  # values per list (the sequence length)
 MAX_VALUE = 1 << 20  # largest value; tokens are int32 on disk
+MAX_VAL_ROUNDS = 50  # rounds of draws for held-out validation lists before giving up
 
 
 class SortingTask(TaskBase):
@@ -68,9 +69,14 @@ class SortingTask(TaskBase):
 
 
 def build_sorting(out, *, length: int = 8, max_value: int = 9, num_train: int = 10000, num_test: int = 1000,
-                  num_aug: int = 0, seed: int = 0, overwrite: bool = False, log=print):
-    """Random lists; each training list has ``num_aug`` extra shuffled copies in its group."""
+                  num_aug: int = 0, seed: int = 0, overwrite: bool = False, num_val: int = 0, log=print):
+    """Random lists; each training list has ``num_aug`` extra shuffled copies in its group.
+    ``num_val`` > 0 adds a ``val/`` split from its own random stream whose lists are no
+    rearrangement of a training or test list (their sorted answers differ from all of those); train
+    and test are the same as without it."""
     task = SortingTask(length, max_value)
+    if num_val < 0:
+        raise RecursaError(f"--num-val {num_val}: must be >= 0")
     if num_train < 1 or num_aug < 0:
         raise RecursaError(f"--num-train {num_train} / --num-aug {num_aug}: need at least one training list "
                            "and --num-aug >= 0")
@@ -91,11 +97,37 @@ def build_sorting(out, *, length: int = 8, max_value: int = 9, num_train: int = 
         "train": make_split(train_x, train_y, sizes, vocab_size=task.vocab_size, ignore_label_id=None),
         "test": make_split(test_x, test_y, vocab_size=task.vocab_size, ignore_label_id=None),
     }
-    info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed,
-            "build_args": {"num_train": num_train, "num_test": num_test, "num_aug": num_aug}}
+    build_args = {"num_train": num_train, "num_test": num_test, "num_aug": num_aug}
+    if num_val:
+        val_x, val_y = _held_out_lists(task, np.random.default_rng([seed, 1]), num_val, (train_y, test_y))
+        splits["val"] = make_split(val_x, val_y, vocab_size=task.vocab_size, ignore_label_id=None)
+        build_args["num_val"] = num_val
+    info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed, "build_args": build_args}
     write_dataset(out, splits, ["<blank>"], info, overwrite=overwrite)
-    log(f"wrote {out}: {len(train_x)} training examples in {num_train} groups, {num_test} test examples ({task.describe()})")
+    val = f", {num_val} validation examples" if num_val else ""
+    log(f"wrote {out}: {len(train_x)} training examples in {num_train} groups, {num_test} test examples{val} "
+        f"({task.describe()})")
     return task
+
+
+def _held_out_lists(task: SortingTask, rng: np.random.Generator, n: int, others) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random lists, distinct as multisets, none a rearrangement of a list whose sorted form is
+    in ``others`` (arrays of sorted lists)."""
+    seen = {row.tobytes() for arr in others for row in np.ascontiguousarray(arr)}
+    xs, ys = [], []
+    for _ in range(MAX_VAL_ROUNDS):
+        x, y = task.sample(rng, max(2 * (n - len(xs)), 64))
+        for xi, yi in zip(x, y):
+            key = yi.tobytes()
+            if key not in seen:
+                seen.add(key)
+                xs.append(xi)
+                ys.append(yi)
+                if len(xs) == n:
+                    return np.stack(xs), np.stack(ys)
+    raise RecursaError(f"--num-val {n}: found only {len(xs)} lists of {task.length} values in 1..{task.max_value} "
+                       "that rearrange no training or test list; ask for fewer, or a longer --length / larger "
+                       "--max-value")
 
 
 # ---------------------------------------------------------------------- `recursa build sorting`
@@ -105,13 +137,16 @@ def _build_arguments(p) -> None:
     p.add_argument("--num-train", type=count_arg, default=10000, help="training lists (default 10000)")
     p.add_argument("--num-test", type=count_arg, default=1000, help="test lists (default 1000)")
     p.add_argument("--num-aug", type=count_arg, default=0, help="shuffled copies per training list (default 0)")
+    p.add_argument("--num-val", type=count_arg, default=0, help="validation lists (val/), none a rearrangement of a "
+                   "training or test list (default 0)")
     p.add_argument("--seed", type=count_arg, default=0, help="random seed (default 0)")
 
 
 def _build_from_args(args):
     check_counts(args)
     build_sorting(args.out, overwrite=args.overwrite, length=args.length, max_value=args.max_value,
-                  num_train=args.num_train, num_test=args.num_test, num_aug=args.num_aug, seed=args.seed)
+                  num_train=args.num_train, num_test=args.num_test, num_aug=args.num_aug, seed=args.seed,
+                  num_val=args.num_val)
 
 
 BUILD = BuildCommand(

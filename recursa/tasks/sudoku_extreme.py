@@ -227,7 +227,7 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
                          test_fraction: float = 0.1, subsample_size: int = 0, num_aug: int = 0,
                          min_rating: float | None = None, rating_buckets=DEFAULT_BUCKETS,
                          on_invalid: str = "error", check_unique: bool = False, workers: int = 0,
-                         seed: int = 0, overwrite: bool = False, log=print) -> SudokuTask:
+                         seed: int = 0, overwrite: bool = False, num_val: int = 0, log=print) -> SudokuTask:
     """Build a Sudoku-Extreme style dataset (official layout plus per-puzzle ``ratings``).
 
     Without ``test_source`` a seeded ``test_fraction`` of ``source`` is held out. ``min_rating``
@@ -235,14 +235,16 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
     (seeded); ``num_aug`` augmented views join each training puzzle in its group. Plain files are
     labelled by the exact solver (only the puzzles kept are solved, unless ``min_rating`` needs
     every rating); CSV answers are checked against the rules, and with ``check_unique`` also
-    proved to be the unique solution.
+    proved to be the unique solution. ``num_val`` > 0 takes that many training puzzles (seeded,
+    before any subsample) as a ``val/`` split: distinct, none a test puzzle, and every training
+    puzzle equal to one of them leaves training.
     """
     if on_invalid not in ("error", "skip"):
         raise RecursaError(f"--on-invalid {on_invalid!r}: expected error or skip")
     if test_source is None and not 0.0 < test_fraction < 1.0:
         raise RecursaError(f"--test-fraction {test_fraction}: must be in (0, 1)")
-    if subsample_size < 0 or num_aug < 0:
-        raise RecursaError("--subsample-size and --num-aug must be >= 0")
+    if subsample_size < 0 or num_aug < 0 or num_val < 0:
+        raise RecursaError("--subsample-size, --num-aug and --num-val must be >= 0")
     workers = workers or min(os.cpu_count() or 1, 8)
     rng = np.random.default_rng([seed, 10])
     task = SudokuTask(3, 3)
@@ -276,12 +278,19 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
         test_idx = None
     else:
         train_idx, test_idx = seeded_split(len(src), test_fraction, rng)
+    val_idx = None
+    if num_val:
+        held = src.puzzles[test_idx] if test_idx is not None else test_col.puzzles
+        train_idx, val_idx = _carve_val(np.random.default_rng([seed, 12]), num_val, src.puzzles, train_idx, held,
+                                        source)
     if subsample_size and subsample_size < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, subsample_size, replace=False))
     # Plain files still unlabelled: label only the puzzles the build keeps, in one pass per file.
     # Line numbers identify puzzles, so the splits survive rejected puzzles being dropped.
     if src.answers is None:
         chosen = train_idx if test_idx is None else np.union1d(train_idx, test_idx)
+        if val_idx is not None:
+            chosen = np.union1d(chosen, val_idx)
         src_lines = src.lines
         if test_idx is None and test_col.answers is None:
             src, test_col = labelled(src.take(chosen), test_col)
@@ -290,13 +299,17 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
         train_idx = np.flatnonzero(np.isin(src.lines, src_lines[train_idx]))
         if test_idx is not None:
             test_idx = np.flatnonzero(np.isin(src.lines, src_lines[test_idx]))
+        if val_idx is not None:
+            val_idx = np.flatnonzero(np.isin(src.lines, src_lines[val_idx]))
     elif test_idx is None and test_col.answers is None:
         (test_col,) = labelled(test_col)
     train_col = src.take(train_idx)
     if test_idx is not None:
         test_col = src.take(test_idx)
-    if len(train_col) == 0 or len(test_col) == 0:
-        raise RecursaError(f"{source}: no {'training' if len(train_col) == 0 else 'test'} puzzles left to build from")
+    val_col = src.take(val_idx) if val_idx is not None else None
+    if len(train_col) == 0 or len(test_col) == 0 or (val_col is not None and len(val_col) == 0):
+        what = "training" if len(train_col) == 0 else "test" if len(test_col) == 0 else "validation"
+        raise RecursaError(f"{source}: no {what} puzzles left to build from")
 
     # Augmented views, vectorised: group g = original g, then num_aug views.
     P = len(train_col)
@@ -313,19 +326,27 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
     enc = s.encode
     train = make_split(enc(train_p), enc(train_s), np.full(P, num_aug + 1), vocab_size=task.vocab_size)
     test = make_split(enc(test_col.puzzles), enc(test_col.answers), vocab_size=task.vocab_size)
+    splits = {"train": train, "test": test}
+    if val_col is not None:
+        splits["val"] = make_split(enc(val_col.puzzles), enc(val_col.answers), vocab_size=task.vocab_size)
     rated = train_col.ratings is not None and test_col.ratings is not None
     if rated:
         train.extras["ratings"] = np.repeat(train_col.ratings.astype(np.float32), num_aug + 1)
         test.extras["ratings"] = test_col.ratings.astype(np.float32)
+        if val_col is not None:
+            splits["val"].extras["ratings"] = val_col.ratings.astype(np.float32)
     info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed,
             "builder": "sudoku-extreme",
             "build_args": {"source": str(source), "test_source": None if test_source is None else str(test_source),
                            "test_fraction": test_fraction, "subsample_size": subsample_size, "num_aug": num_aug,
-                           "min_rating": min_rating, "on_invalid": on_invalid, "check_unique": check_unique},
+                           "min_rating": min_rating, "on_invalid": on_invalid, "check_unique": check_unique,
+                           **({"num_val": num_val} if num_val else {})},
             "rating_buckets": list(rating_buckets) if rated else None, "rejected": len(rejected)}
     files = {"rejected.txt": "".join(x + "\n" for x in rejected)} if rejected else {}
-    write_dataset(out, {"train": train, "test": test}, ["<blank>"], info, files=files, overwrite=overwrite)
+    write_dataset(out, splits, ["<blank>"], info, files=files, overwrite=overwrite)
     msg = f"wrote {out}: {len(train_p)} training puzzles ({P} x {num_aug + 1} views), {len(test_col)} test puzzles"
+    if val_col is not None:
+        msg += f", {len(val_col)} validation puzzles"
     if rated:
         hist = np.histogram(test_col.ratings, bins=[*rating_buckets, np.inf])[0]
         msg += "; test puzzles by rating: " + ", ".join(f"{n}: {c}" for n, c in zip(bucket_names(rating_buckets), hist))
@@ -333,6 +354,26 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
         msg += f"; {len(rejected)} puzzles rejected (listed in rejected.txt)"
     log(msg)
     return task
+
+
+def _carve_val(rng, n: int, puzzles: np.ndarray, train_idx: np.ndarray, held: np.ndarray, source) -> tuple:
+    """``n`` of the training puzzles ``puzzles[train_idx]`` (seeded) for validation: distinct, none
+    equal to a ``held`` (test) puzzle; training keeps the others, less any equal to a chosen one.
+    -> (train_idx, val_idx), indices into ``puzzles``, sorted."""
+    held_keys = {p.tobytes() for p in held}
+    chosen, keys = [], set()
+    for i in rng.permutation(train_idx):
+        k = puzzles[i].tobytes()
+        if k not in held_keys and k not in keys:
+            keys.add(k)
+            chosen.append(i)
+            if len(chosen) == n:
+                break
+    if len(chosen) < n:
+        raise RecursaError(f"--num-val {n}: {source} has only {len(chosen)} distinct training puzzles that are not test "
+                           "puzzles; ask for fewer")
+    rest = np.array([i for i in train_idx if puzzles[i].tobytes() not in keys], dtype=np.int64)
+    return rest, np.sort(np.array(chosen, dtype=np.int64))
 
 
 # ---------------------------------------------------------------------- `recursa build sudoku-extreme`
@@ -345,6 +386,9 @@ def _build_arguments(p) -> None:
     p.add_argument("--subsample-size", type=count_arg, default=0,
                    help="seeded random subset of this many training puzzles, e.g. 1000 as in the papers (default all)")
     p.add_argument("--num-aug", type=count_arg, default=0, help="augmented views per training puzzle, e.g. 1000 (default 0)")
+    p.add_argument("--num-val", type=count_arg, default=0,
+                   help="training puzzles held out as a validation split (val/), taken before --subsample-size; none "
+                        "is a test puzzle (default 0)")
     p.add_argument("--min-rating", type=float, default=None,
                    help="keep only puzzles rated at least this (CSV rating column, or solver guesses for plain files)")
     p.add_argument("--rating-buckets", default=",".join(str(b) for b in DEFAULT_BUCKETS),
@@ -366,7 +410,7 @@ def _build_from_args(args):
                          test_fraction=args.test_fraction, subsample_size=args.subsample_size, num_aug=args.num_aug,
                          min_rating=args.min_rating,
                          rating_buckets=parse_buckets(args.rating_buckets), on_invalid=args.on_invalid,
-                         check_unique=args.check_unique, workers=args.workers, seed=args.seed)
+                         check_unique=args.check_unique, workers=args.workers, seed=args.seed, num_val=args.num_val)
 
 
 BUILD = BuildCommand(

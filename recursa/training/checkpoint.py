@@ -120,8 +120,9 @@ def save_best(run_dir: Path, meta: dict, model_weights: dict[str, torch.Tensor])
     return write_checkpoint_dir(Path(run_dir) / "checkpoints" / "best", meta, model_weights)
 
 
-def read_best(run_dir: Path, metric: str) -> dict | None:
-    """The ``best`` record of a run's best checkpoint, if it has one for ``metric``."""
+def read_best(run_dir: Path, metric: str, split: str | None = None) -> dict | None:
+    """The ``best`` record of a run's best checkpoint, if it has one for ``metric`` (and, given
+    ``split``, measured on that split; a record without one was measured on test)."""
     path = Path(run_dir) / "checkpoints" / "best" / "config.json"
     if not path.is_file():
         return None
@@ -130,6 +131,8 @@ def read_best(run_dir: Path, metric: str) -> dict | None:
         raise RecursaError(f"{path}: 'best' must be an object with the metric, its value and the step")
     if best["metric"] != metric and not best["metric"].endswith("/" + metric):
         return None  # kept by another metric: the first evaluation replaces it
+    if split is not None and best.get("split", "test") != split:
+        return None  # measured on another split: not comparable, the first evaluation replaces it
     return best
 
 

@@ -30,7 +30,7 @@ from .. import config as config_mod
 from .. import storage
 from ..config import RunConfig
 from ..data.dataset import TrainSampler
-from ..data.format import check_task_matches, load_split, read_task_info
+from ..data.format import Split, check_task_matches, load_split, read_task_info, resolve_eval_split
 from ..errors import RecursaError
 from ..evaluation import halting
 from ..evaluation.evaluate import evaluate
@@ -106,6 +106,10 @@ class Trainer:
 
         self.train_split = load_split(t.data, "train")
         self.test_split = load_split(t.data, "test") if t.eval_interval >= 0 else None
+        # evaluations during training and keep_best: the validation split when there is one
+        self.eval_split_name = resolve_eval_split(t.data, t.eval_split) if t.eval_interval >= 0 else None
+        self.eval_data = (self.test_split if self.eval_split_name in (None, "test")
+                          else load_split(t.data, self.eval_split_name))
         task_info = read_task_info(t.data)
         self.task_info = {"task": task_info["task"], "params": task_info.get("params", {})} if task_info else None
         self.task = load_task(self.task_info) if self.task_info else None
@@ -114,14 +118,18 @@ class Trainer:
             check_task_matches(self.task, m, t.data)
             if self.test_split is not None:
                 check_task_matches(self.task, self.test_split.meta, t.data, "test")
+            if self.eval_split_name == "val":
+                check_task_matches(self.task, self.eval_data.meta, t.data, "val")
         self.spec = DataSpec(vocab_size=int(m["vocab_size"]), seq_len=int(m["seq_len"]),
                              num_puzzle_identifiers=int(m["num_puzzle_identifiers"]))
-        if self.test_split is not None:
-            tm = self.test_split.meta
-            if (tm["vocab_size"], tm["seq_len"]) != (self.spec.vocab_size, self.spec.seq_len):
-                raise RecursaError(f"{t.data}: train and test splits disagree on vocab_size/seq_len")
-        if self.task is not None and self.test_split is not None:
-            self.task.scorer(t.data, self.test_split)  # the files evaluation needs, checked now, not after training
+        for name, split in (("test", self.test_split), (self.eval_split_name, self.eval_data)):
+            if split is None:
+                continue
+            sm = split.meta
+            if (sm["vocab_size"], sm["seq_len"]) != (self.spec.vocab_size, self.spec.seq_len):
+                raise RecursaError(f"{t.data}: train and {name} splits disagree on vocab_size/seq_len")
+            if self.task is not None:
+                self.task.scorer(t.data, split)  # the files evaluation needs, checked now, not after training
         if t.nearest_answer and (self.task is None or not getattr(self.task, "answer_sets", False)):
             what = self.task.describe() if self.task is not None else f"{t.data} (no task.json)"
             raise RecursaError(f"train.nearest_answer: {what} has one answer per puzzle; nothing to choose among")
@@ -176,7 +184,7 @@ class Trainer:
         if t.keep_best:
             if t.eval_interval < 0:
                 raise RecursaError(f"train.keep_best = {t.keep_best!r} needs evaluation (train.eval_interval >= 0)")
-            if t.keep_best not in CORE_METRICS and (self.task is None or self.task.scorer(t.data, self.test_split) is None):
+            if t.keep_best not in CORE_METRICS and (self.task is None or self.task.scorer(t.data, self.eval_data) is None):
                 raise RecursaError(f"train.keep_best = {t.keep_best!r}: not a metric of this dataset (choose from "
                                    f"{', '.join(CORE_METRICS)})")
         if t.steps:
@@ -371,7 +379,7 @@ class Trainer:
         value = float(flat[key])
         if self.best is not None and value <= self.best["value"]:
             return
-        self.best = {"metric": key, "value": value, "step": self.step}
+        self.best = {"metric": key, "value": value, "step": self.step, "split": self.eval_split_name}
         weights = self.model.state_dict()
         if self.ema is not None:
             weights = {**weights, **self.ema.shadow}
@@ -385,11 +393,14 @@ class Trainer:
         saved = meta["config"]
         now = config_mod.to_dict(self.cfg)
         try:  # fields added since the checkpoint was written take their defaults
-            saved_model = config_mod.to_dict(config_mod.RunConfig(model=config_mod.from_dict(
-                {"model": saved.get("model") or {}}).model))["model"]
+            saved_cfg = config_mod.RunConfig(model=config_mod.from_dict({"model": saved.get("model") or {}}).model)
         except (RecursaError, TypeError) as e:
             raise RecursaError(f"{cfg_path}: invalid [model] section ({e})") from None
-        if saved_model != now["model"]:
+        # settings without effect (num_heads under the MLP token mixer...) may differ: same model
+        moot = {k.split(".", 1)[1] for k in (*config_mod.ineffective(saved_cfg), *config_mod.ineffective(self.cfg))
+                if k.startswith("model.")}
+        saved_model = {k: v for k, v in config_mod.to_dict(saved_cfg)["model"].items() if k not in moot}
+        if saved_model != {k: v for k, v in now["model"].items() if k not in moot}:
             raise RecursaError(f"{ckpt}: the [model] section differs from the checkpoint's; resume with the same model config")
         saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
         show = config_mod.toml_value
@@ -426,7 +437,7 @@ class Trainer:
         self.skipped = int(saved_state.state.get("skipped_steps", 0) or 0)
         self.last_good = ckpt
         if self.cfg.train.keep_best:
-            self.best = checkpoint.read_best(self.run_dir, self.cfg.train.keep_best)
+            self.best = checkpoint.read_best(self.run_dir, self.cfg.train.keep_best, self.eval_split_name)
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     # ------------------------------------------------------------------ loop
@@ -518,12 +529,15 @@ class Trainer:
     def eval_model(self) -> ACT:
         return self.ema.averaged(self.model) if self.ema is not None else self.model
 
-    def run_eval(self) -> dict:
+    def run_eval(self, split: Split | None = None) -> dict:
+        """The evaluation of the model as it is now (EMA weights, if kept) on ``split`` (default:
+        the evaluation split, val/ when the dataset has one)."""
         e = self.cfg.eval
+        split = self.eval_data if split is None else split
         model = self.eval_model()
         # the family's scorer (ARC: voting), fresh for every evaluation
-        scorer = self.task.scorer(self.cfg.train.data, self.test_split) if self.task is not None else None
-        res = evaluate(model, self.test_split, self.task, batch_size=e.batch_size, device=self.device, limit=e.limit,
+        scorer = self.task.scorer(self.cfg.train.data, split) if self.task is not None else None
+        res = evaluate(model, split, self.task, batch_size=e.batch_size, device=self.device, limit=e.limit,
                        scorer=scorer)
         if scorer is not None:
             res["_scalars"] = scorer.scalars(res[scorer.key])
@@ -572,6 +586,10 @@ class Trainer:
         window_steps, window_start = 0, time.perf_counter()
         start = time.perf_counter()
         elapsed0, paused = self.elapsed, 0.0
+        if t.eval_split == "auto" and self.eval_split_name == "test" and self.dist.main:  # said once all checks passed
+            self.log(f"note: {t.data} has no val/ split, so evaluations during training"
+                     f"{' and keep_best' if t.keep_best else ''} read the test split (choices made with them have "
+                     "seen it); `recursa build ... --num-val N` adds one")
         self.progress.message(f"training {self.cfg.model.arch} ({self.n_params:,} parameters) on {self.device} "
                               f"-> {self.run_dir}")
         while self.step < self.total_steps:
@@ -632,10 +650,15 @@ class Trainer:
         path = self.save()  # the final checkpoint comes before the final evaluation
         if t.calibrate_halt and self.dist.main:
             self._calibrate_halting(path)
-        last_eval = self._log_eval(final=True) if t.eval_interval >= 0 and self.dist.main else None
+        report = None
+        if t.eval_interval >= 0 and self.dist.main:
+            last_eval = self._log_eval(final=True)  # the evaluation split: the curve's last point, keep_best
+            # the final report, on the test split (the same evaluation when that is the evaluation split)
+            report = last_eval if self.eval_data is self.test_split else self._final_report()
+            self._log_report(report)
         self.progress.close()
-        if last_eval is not None:
-            self.log(f"final: exact accuracy {last_eval['exact_accuracy']:.3f} on {last_eval['n']} test puzzles")
+        if report is not None:
+            self.log(f"final: exact accuracy {report['exact_accuracy']:.3f} on {report['n']} test puzzles")
         self.log(f"checkpoint: {path}")
         return path
 
@@ -660,6 +683,22 @@ class Trainer:
                      f"puzzles: exact {rec['adaptive_exact']:.3f} in {rec['adaptive_mean_steps']:.2f} steps, fixed "
                      f"{rec['fixed_exact']:.3f} in {rec['max_steps']})")
 
+    def _final_report(self) -> dict:
+        try:
+            return self.run_eval(self.test_split)
+        except Exception as e:
+            self.model.train()
+            msg = str(e) if isinstance(e, RecursaError) else f"{type(e).__name__}: {e}"
+            raise RecursaError(f"the final evaluation on the test split failed ({msg}); the final checkpoint "
+                               f"{self.last_good} was written before it") from e
+
+    def _log_report(self, res: dict) -> None:
+        """The run's final report in metrics.jsonl: ``test/`` keys, read by nothing during training."""
+        scalars = res.get("_scalars", {})
+        row = {f"test/{k}": v for k, v in res.items() if v is not None and not isinstance(v, dict) and k != "_scalars"}
+        row.update({f"test/{k}": v for k, v in scalars.items()})
+        self.logger.log(self.step, row)
+
     def _log_eval(self, final: bool) -> dict:
         try:
             res = self.run_eval()
@@ -675,13 +714,14 @@ class Trainer:
             raise RecursaError(f"evaluation at step {self.step} failed ({msg}); {saved}") from e
         if self.cfg.train.keep_best:
             self._save_best(res)
-        scalars = res.pop("_scalars", {})  # the family's metric (ARC pass@K, exact by rating), flat
-        flat = {f"eval/{k}": v for k, v in res.items() if v is not None and not isinstance(v, dict)}
+        scalars = res.get("_scalars", {})  # the family's metric (ARC pass@K, exact by rating), flat
+        flat = {f"eval/{k}": v for k, v in res.items() if v is not None and not isinstance(v, dict) and k != "_scalars"}
         flat.update({f"eval/{k}": v for k, v in scalars.items()})
+        flat["eval/split"] = self.eval_split_name
         flat["elapsed_s"] = self.elapsed  # training time at this evaluation (the accuracy-time curve)
         self.logger.log(self.step, flat)
         valid = f"  valid {res['valid_rate']:.3f}" if res.get("valid_rate") is not None else ""  # families with a checker
-        self.progress.message(f"eval @ step {self.step}: exact {res['exact_accuracy']:.3f}{valid}  "
+        self.progress.message(f"eval ({self.eval_split_name}) @ step {self.step}: exact {res['exact_accuracy']:.3f}{valid}  "
                               f"token {res['token_accuracy']:.3f}  by step {' '.join(f'{x:.2f}' for x in res['exact_by_step'])}")
         return res
 

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Regenerate the README's figures, each into the results file the README cites (results/*.json,
+# written by `recursa eval --record` / `recursa sweep --record`; recursa/results.py).
+#
+#   bash runs/reproduce_readme.sh                 # every figure (about 4 hours on 2 cores)
+#   bash runs/reproduce_readme.sh sweep_depth     # one or more of: demo_table halting_slack test_time
+#                                                 #   sweep_depth sudoku9 sudoku9_head maze15
+#
+# Run from the repository root with `. .venv/bin/activate`. Every recipe has a step budget, so a
+# figure is the same computation on every machine; only float32 rounding differs between CPUs
+# (docs/benchmarks.md measures how much on the demo). Method choices were made on the datasets'
+# validation splits (--num-val); the test split is read for these final numbers only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=${R:-recursa}
+
+demo_table() {  # the demo on 5 seeds x 3 instruction sets (~19 min)
+  python scripts/demo_table.py --json results/demo_table.json
+}
+
+halting_slack() {  # the calibration's slack, checked on the demo runs' validation halves (~3 min; after demo_table)
+  python scripts/halting_slack.py --runs runs/demo_table --record results/halting_slack.json
+}
+
+test_time() {  # test-time compute on the demo's model (seed 0) and on the sorting demo (~5 min)
+  local F=results/test_time.json D=runs/repro/demo_sudoku6 S=runs/repro/demo_sorting
+  $R demo --seed 0 --out $D --overwrite
+  $R eval $D/trm --data $D/data --record $F --label sudoku6-fixed8
+  $R eval $D/trm --data $D/data --adaptive --record $F --label sudoku6-adaptive-calibrated
+  $R eval $D/trm --data $D/data --adaptive --halt-signal head --halt-threshold 0.5 --record $F --label sudoku6-adaptive-head0.5
+  $R eval $D/trm --data $D/data --steps 16 --record $F --label sudoku6-fixed16
+  $R eval $D/trm --data $D/data --steps 32 --record $F --label sudoku6-fixed32
+  $R eval $D/trm --data $D/data --trajectories 4 --noise 0.3 --record $F --label sudoku6-trajectories4
+  $R eval $D/trm --data $D/data --trajectories 16 --noise 0.3 --record $F --label sudoku6-trajectories16
+  $R eval $D/trm --data $D/data --views 4 --record $F --label sudoku6-views4
+  $R demo --task sorting --seed 0 --out $S --overwrite
+  $R eval $S/trm --data $S/data --curve --steps 32 --record $F --label sorting-fixed32
+  $R eval $S/trm --data $S/data --record $F --label sorting-fixed8
+}
+
+sweep_depth() {  # more recursion at equal size and steps: n x T on 6x6 Sudoku (~6 min)
+  [ -f data/sudoku6/val/dataset.json ] || $R build sudoku --box 2x3 --num-train 3000 --num-aug 9 --num-test 500 \
+      --num-val 500 --out data/sudoku6 --overwrite
+  $R sweep configs/sudoku6_trm_cpu.toml --vary model.L_cycles=1,2,4 --vary model.H_cycles=1,2 \
+      --set train.steps=600 --set train.eval_interval=-1 --out runs/repro/sweep-depth --record results/sweep_depth.json
+}
+
+sudoku9_data() {
+  [ -f data/sudoku9/val/dataset.json ] || $R build sudoku --box 3x3 --givens 30 --num-train 2000 --num-aug 9 \
+      --num-test 500 --num-val 500 --out data/sudoku9 --overwrite
+}
+
+sudoku9() {  # 9x9 Sudoku: the CGAR + Muon recipe, 2 seeds side by side on one thread each (~10 min)
+  local F=results/sudoku9_cgar_muon.json
+  sudoku9_data
+  local pids=()
+  for s in 0 1; do
+    $R train configs/sudoku9_cgar_muon_cpu.toml --quiet --set train.seed=$s --set train.num_threads=1 \
+        --set train.out=runs/repro/sudoku9_cgar_muon_s$s &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done  # a failed run stops the script here
+  for s in 0 1; do
+    local run=runs/repro/sudoku9_cgar_muon_s$s
+    $R eval $run --data data/sudoku9 --record $F --label seed$s-fixed8
+    $R eval $run --data data/sudoku9 --adaptive --record $F --label seed$s-adaptive
+    $R eval $run --data data/sudoku9 --steps 16 --record $F --label seed$s-fixed16
+    $R eval $run --data data/sudoku9 --steps 16 --views 8 --record $F --label seed$s-views8
+  done
+}
+
+sudoku9_head() {  # the 9x9 recipe with the study's detached q head instead of the answer's probability (~10 min)
+  local F=results/sudoku9_cgar_muon.json run=runs/repro/sudoku9_cgar_muon_head_s0
+  sudoku9_data
+  $R train configs/sudoku9_cgar_muon_cpu.toml --quiet --set train.seed=0 --set train.num_threads=1 \
+      --set model.halt_signal=head --set model.halt_detach=true --set train.out=$run
+  $R eval $run --data data/sudoku9 --record $F --label head-seed0-fixed8
+  $R eval $run --data data/sudoku9 --adaptive --record $F --label head-seed0-adaptive
+}
+
+maze15() {  # 15x15 mazes: the nearest-answer recipe, 2 seeds side by side on one thread each (~75 min)
+  local F=results/maze15_nearest.json
+  [ -f data/maze15_32k/val/dataset.json ] || $R build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 \
+      --num-val 500 --aug --out data/maze15_32k --overwrite
+  local pids=()
+  for s in 0 1; do
+    $R train configs/maze15_nearest_cpu.toml --quiet --set train.seed=$s --set train.num_threads=1 \
+        --set train.out=runs/repro/maze15_nearest_s$s &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  for s in 0 1; do
+    local run=runs/repro/maze15_nearest_s$s
+    $R eval $run --data data/maze15_32k --record $F --label seed$s-fixed8
+    $R eval $run --data data/maze15_32k --adaptive --record $F --label seed$s-adaptive
+    $R eval $run --data data/maze15_32k --steps 16 --record $F --label seed$s-fixed16
+    $R eval $run --data data/maze15_32k --steps 16 --views 8 --record $F --label seed$s-views8
+  done
+}
+
+ALL=(demo_table halting_slack test_time sweep_depth sudoku9 sudoku9_head maze15)
+for name in "${@:-${ALL[@]}}"; do
+  case " ${ALL[*]} " in *" $name "*) ;; *) echo "unknown figure $name (choose from: ${ALL[*]})" >&2; exit 2;; esac
+  echo "== $name"
+  "$name"
+done
