@@ -22,20 +22,16 @@ halting_slack() {  # the calibration's slack, checked on the demo runs' validati
   python scripts/halting_slack.py --runs runs/demo_table --record results/halting_slack.json
 }
 
-test_time() {  # test-time compute on the demo's model (seed 0) and on the sorting demo (~5 min)
-  local F=results/test_time.json D=runs/repro/demo_sudoku6 S=runs/repro/demo_sorting
+test_time() {  # test-time compute on the demo's model (seed 0) (~5 min)
+  local F=results/test_time.json D=runs/repro/demo_sudoku6
   $R demo --seed 0 --out $D --overwrite
   $R eval $D/trm --data $D/data --record $F --label sudoku6-fixed8
   $R eval $D/trm --data $D/data --adaptive --record $F --label sudoku6-adaptive-calibrated
-  $R eval $D/trm --data $D/data --adaptive --halt-signal head --halt-threshold 0.5 --record $F --label sudoku6-adaptive-head0.5
   $R eval $D/trm --data $D/data --steps 16 --record $F --label sudoku6-fixed16
   $R eval $D/trm --data $D/data --steps 32 --record $F --label sudoku6-fixed32
   $R eval $D/trm --data $D/data --trajectories 4 --noise 0.3 --record $F --label sudoku6-trajectories4
   $R eval $D/trm --data $D/data --trajectories 16 --noise 0.3 --record $F --label sudoku6-trajectories16
   $R eval $D/trm --data $D/data --views 4 --record $F --label sudoku6-views4
-  $R demo --task sorting --seed 0 --out $S --overwrite
-  $R eval $S/trm --data $S/data --curve --steps 32 --record $F --label sorting-fixed32
-  $R eval $S/trm --data $S/data --record $F --label sorting-fixed8
 }
 
 sweep_depth() {  # more recursion at equal size and steps: n x T on 6x6 Sudoku (~6 min)
