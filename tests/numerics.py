@@ -11,8 +11,10 @@ the tolerance is what float32 (or bfloat16) rounding can do at that depth:
   in float64, how far the outputs of ACT step k move when *every* weight is moved by +-u (a seeded
   random sign per value): ``s_k``. On the five fixtures and three instruction sets (native
   AVX-512, ``ATEN_CPU_CAPABILITY=avx2``, ``=default``) a float32 evaluation's distance to float64
-  was at most 2.2 s_k, the fixture's own included; the checks allow ``4 s_k`` for each float32
-  evaluation (the fixture's, recursa's) and ``8 s_k`` between the two. ``s_k`` is 1e-6 .. 3e-5 for
+  was at most 2.2 s_k, the fixture's own included, and on the trm_singlez fixture (added in issue
+  30; 24 sequential block applications by step 3, whose activations round too, which s_k does not
+  perturb) 4.1 s_k under ``=default``; the checks allow ``8 s_k`` for each float32 evaluation (the
+  fixture's, recursa's) and ``16 s_k`` between the two. ``s_k`` is 1e-6 .. 3e-5 for
   attention models and grows 6-8x per step for the expansive random ``mlp_t`` network (5e-4 at
   step 3); a wrong weight mapping, a missing op or a wrong constant moves outputs by 1e-2 .. 1.
 * **bfloat16 paths** (URM's ConvSwiGLU: conv, SiLU and down_proj in bfloat16 as official). A
@@ -44,7 +46,7 @@ from recursa.models import layers
 from recursa.models.base import TokenModel
 
 F32_U = 2.0 ** -24
-F32_PER_EVAL = 4.0  # a float32 evaluation is within 4 s_k of the exact one (measured: <= 2.2)
+F32_PER_EVAL = 8.0  # a float32 evaluation is within 8 s_k of the exact one (measured: <= 4.1)
 
 
 def float64_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -102,18 +104,18 @@ def check_f32_against_fixture(model: torch.nn.Module, run, fixture: list[dict[st
                               what: str = "") -> None:
     """A float32 model against the official fixture: ``run(model)`` gives a list of output dicts and
     ``fixture[k]`` maps the same names to the official tensors. The float64 evaluation within
-    4 s_k of the fixture (proves the math; the same on every CPU), recursa's float32 evaluation
-    within 4 s_k of the float64 one, and within 8 s_k of the fixture."""
+    8 s_k of the fixture (proves the math; the same on every CPU), recursa's float32 evaluation
+    within 8 s_k of the float64 one, and within 16 s_k of the fixture."""
     m64 = float64_copy(model)
     exact, got = run(m64), run(model)
     for k, (s, ref, e, g) in enumerate(zip(f32_sensitivity(run, m64), fixture, exact, got), start=1):
         tol = F32_PER_EVAL * s
         d_fix = max_dev(e, ref, list(ref))
-        assert d_fix <= tol, f"{what} output {k}: float64 model vs official {d_fix:.3g} > 4 s_k = {tol:.3g}"
+        assert d_fix <= tol, f"{what} output {k}: float64 model vs official {d_fix:.3g} > 8 s_k = {tol:.3g}"
         d32 = max_dev(g, e)
-        assert d32 <= tol, f"{what} output {k}: float32 model vs float64 {d32:.3g} > 4 s_k = {tol:.3g}"
+        assert d32 <= tol, f"{what} output {k}: float32 model vs float64 {d32:.3g} > 8 s_k = {tol:.3g}"
         d = max_dev(g, ref, list(ref))
-        assert d <= 2 * tol, f"{what} output {k}: float32 model vs official {d:.3g} > 8 s_k = {2 * tol:.3g}"
+        assert d <= 2 * tol, f"{what} output {k}: float32 model vs official {d:.3g} > 16 s_k = {2 * tol:.3g}"
 
 
 # ------------------------------------------------------------------------------------- bfloat16
