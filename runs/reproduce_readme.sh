@@ -14,6 +14,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 R=${R:-recursa}
 
+train_seeds() {  # RECIPE OUT: seeds 0 and 1 side by side, one thread each, into OUT_s0 and OUT_s1
+  local pids=() s p
+  for s in 0 1; do
+    $R train "$1" --quiet --set train.seed=$s --set train.num_threads=1 --set train.out="$2_s$s" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done  # a failed run stops the script here
+}
+
 demo_table() {  # the demo on 5 seeds x 3 instruction sets (~19 min)
   python scripts/demo_table.py --json results/demo_table.json
 }
@@ -49,13 +58,7 @@ sudoku9_data() {
 sudoku9() {  # 9x9 Sudoku: the CGAR + Muon recipe, 2 seeds side by side on one thread each (~10 min)
   local F=results/sudoku9_cgar_muon.json
   sudoku9_data
-  local pids=()
-  for s in 0 1; do
-    $R train configs/sudoku9_cgar_muon_cpu.toml --quiet --set train.seed=$s --set train.num_threads=1 \
-        --set train.out=runs/repro/sudoku9_cgar_muon_s$s &
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p"; done  # a failed run stops the script here
+  train_seeds configs/sudoku9_cgar_muon_cpu.toml runs/repro/sudoku9_cgar_muon
   for s in 0 1; do
     local run=runs/repro/sudoku9_cgar_muon_s$s
     $R eval $run --data data/sudoku9 --record $F --label seed$s-fixed8
@@ -78,13 +81,7 @@ maze15() {  # 15x15 mazes: the nearest-answer recipe, 2 seeds side by side on on
   local F=results/maze15_nearest.json
   [ -f data/maze15_32k/val/dataset.json ] || $R build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 \
       --num-val 500 --aug --out data/maze15_32k --overwrite
-  local pids=()
-  for s in 0 1; do
-    $R train configs/maze15_nearest_cpu.toml --quiet --set train.seed=$s --set train.num_threads=1 \
-        --set train.out=runs/repro/maze15_nearest_s$s &
-    pids+=($!)
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
+  train_seeds configs/maze15_nearest_cpu.toml runs/repro/maze15_nearest
   for s in 0 1; do
     local run=runs/repro/maze15_nearest_s$s
     $R eval $run --data data/maze15_32k --record $F --label seed$s-fixed8

@@ -15,22 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -80,6 +69,7 @@ def main() -> int:
             print(f"{isa:8s} seed {seed}: TRM {100 * s['trm_exact']:.1f}%  baseline {100 * s['baseline_exact']:.1f}%  "
                   f"wall {s['wall_s']:.0f} s; --adaptive {100 * a['exact']:.1f}% in {a['mean_steps']:.2f} steps "
                   f"({a['network_calls']:,} vs {f['network_calls']:,} network applications)", flush=True)
+    from recursa.results import cpu_name
     meta = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "native_capability": torch.backends.cpu.get_cpu_capability(),
             "command": "python scripts/demo_table.py " + " ".join(sys.argv[1:]), "runs": runs}

@@ -198,6 +198,25 @@ def seeded_split(n: int, test_fraction: float, rng: np.random.Generator) -> tupl
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
+def carve_held_out(rng: np.random.Generator, rows: np.ndarray, candidates: np.ndarray, excluded: np.ndarray,
+                   n: int, where, noun: str) -> np.ndarray:
+    """``n`` of ``candidates`` (indices into ``rows``) drawn at random for a held-out split: distinct
+    rows, none equal to a row of ``excluded`` (the test split); sorted. ``where`` (the source file) and
+    ``noun`` ("mazes") name them in the error when too few qualify."""
+    flat, taken = rows.reshape(len(rows), -1), {r.tobytes() for r in excluded.reshape(len(excluded), -1)}
+    chosen = []
+    for i in rng.permutation(candidates):
+        k = flat[i].tobytes()
+        if k not in taken:
+            taken.add(k)
+            chosen.append(i)
+            if len(chosen) == n:
+                return np.sort(np.array(chosen, dtype=np.int64))
+    from ..errors import RecursaError
+    raise RecursaError(f"--num-val {n}: {where} has only {len(chosen)} distinct training {noun} that are not test "
+                       f"{noun}; ask for fewer")
+
+
 def machine_memory() -> int | None:
     """Physical memory of this machine in bytes (None where the OS does not say)."""
     import os

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
-from .base import BuildCommand, TaskBase, check_memory, count_arg, read_benchmark_csv, seeded_split
+from .base import BuildCommand, carve_held_out, TaskBase, check_memory, count_arg, read_benchmark_csv, seeded_split
 
 CHARSET = "# SGo"
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
@@ -473,19 +473,7 @@ def _carve_val(rng, n: int, q: np.ndarray, a: np.ndarray, tq: np.ndarray, source
     a test maze; every training maze equal to one of them, or to one of their dihedral views (which
     --aug would train on), leaves training. -> (q, a, val q, val a)."""
     flat = q.reshape(len(q), -1)
-    test_keys = {m.tobytes() for m in tq.reshape(len(tq), -1)}
-    chosen, keys = [], set()
-    for i in rng.permutation(len(q)):
-        k = flat[i].tobytes()
-        if k not in test_keys and k not in keys:
-            keys.add(k)
-            chosen.append(i)
-            if len(chosen) == n:
-                break
-    if len(chosen) < n:
-        raise RecursaError(f"--num-val {n}: {source} has only {len(chosen)} distinct training mazes that are not test "
-                           "mazes; ask for fewer")
-    chosen = np.sort(np.array(chosen))
+    chosen = carve_held_out(rng, q, np.arange(len(q)), tq, n, source, "mazes")
     views = {m.tobytes() for t in range(8) for m in dihedral(q[chosen], t).reshape(n, -1)}
     keep = np.fromiter((m.tobytes() not in views for m in flat), dtype=bool, count=len(flat))
     if not keep.any():

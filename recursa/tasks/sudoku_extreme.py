@@ -28,7 +28,7 @@ from .. import storage
 from ..data.format import make_split, write_dataset
 from ..data.ratings import DEFAULT_BUCKETS, bucket_names, parse_buckets  # noqa: F401  (re-exported)
 from ..errors import RecursaError
-from .base import BuildCommand, check_memory, count_arg, read_benchmark_csv, seeded_split
+from .base import BuildCommand, carve_held_out, check_memory, count_arg, read_benchmark_csv, seeded_split
 from .sudoku import Sudoku, SudokuTask
 
 LABEL_CHUNK = 1024  # puzzles per solver call; fixed so results never depend on the worker count
@@ -360,20 +360,10 @@ def _carve_val(rng, n: int, puzzles: np.ndarray, train_idx: np.ndarray, held: np
     """``n`` of the training puzzles ``puzzles[train_idx]`` (seeded) for validation: distinct, none
     equal to a ``held`` (test) puzzle; training keeps the others, less any equal to a chosen one.
     -> (train_idx, val_idx), indices into ``puzzles``, sorted."""
-    held_keys = {p.tobytes() for p in held}
-    chosen, keys = [], set()
-    for i in rng.permutation(train_idx):
-        k = puzzles[i].tobytes()
-        if k not in held_keys and k not in keys:
-            keys.add(k)
-            chosen.append(i)
-            if len(chosen) == n:
-                break
-    if len(chosen) < n:
-        raise RecursaError(f"--num-val {n}: {source} has only {len(chosen)} distinct training puzzles that are not test "
-                           "puzzles; ask for fewer")
+    chosen = carve_held_out(rng, puzzles, train_idx, held, n, source, "puzzles")
+    keys = {p.tobytes() for p in puzzles[chosen]}
     rest = np.array([i for i in train_idx if puzzles[i].tobytes() not in keys], dtype=np.int64)
-    return rest, np.sort(np.array(chosen, dtype=np.int64))
+    return rest, chosen
 
 
 # ---------------------------------------------------------------------- `recursa build sudoku-extreme`
