@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 from .errors import RecursaError  # noqa: E402
 from .evaluation.evaluate import evaluate  # noqa: E402
-from .inference import load_checkpoint, refine  # noqa: E402
+from .inference import load_checkpoint  # noqa: E402
 from .models import build_model  # noqa: E402
 from .tasks import TASKS  # noqa: E402
 
-__all__ = ["RecursaError", "TASKS", "build_model", "evaluate", "load_checkpoint", "refine", "__version__"]
+__all__ = ["RecursaError", "TASKS", "build_model", "evaluate", "load_checkpoint", "__version__"]

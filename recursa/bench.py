@@ -138,7 +138,8 @@ class _Step:
 
     def __init__(self, impl: str, target: str, preset: Preset, batch: int, dtype: str, dev: torch.device,
                  threads: int, compile: bool, work: Path, official: str | None):
-        from .inference import refine, to_device
+        from .device import to_device
+        from .models.act import refine
 
         self.trainer = None
         if impl == "official":
@@ -197,7 +198,7 @@ def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, d
     the preset's batch size. ``impl="official"`` drives the official TRM code found in the
     checkout ``official`` the way its training and evaluation loops do (see :mod:`recursa.bench_official`);
     ``reference_ops`` runs recursa with the plain PyTorch elementwise ops (no :mod:`recursa.models.fused`)."""
-    from .inference import pick_device
+    from .device import pick_device
     from .models import fused
     from .perf import allocator_state
 
@@ -250,7 +251,7 @@ def run_pair(target: str, preset: str, official: str, *, dtype: str = "float32",
     """Both implementations in this one process, their steps alternated (official, recursa,
     official, ...) so that both see the same machine at the same moments: the speed ratio of the
     code alone (same allocator, same threads). ``steps``/``seconds`` count per implementation."""
-    from .inference import pick_device
+    from .device import pick_device
     from .models import fused
     from .perf import allocator_state
 

@@ -33,7 +33,7 @@ import numpy as np
 from . import config as config_mod
 from . import storage
 from .errors import RecursaError
-from .training.checkpoint import atomic_write_text
+from .storage import atomic_write_text
 from .training.logging import fmt_time
 
 
@@ -258,7 +258,9 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
     from .data.dataset import collate
     from .data.format import load_split
     from .evaluation.evaluate import evaluate
-    from .inference import load_checkpoint, refine, to_device
+    from .device import to_device
+    from .inference import load_checkpoint
+    from .models.act import refine
 
     cores = os.cpu_count() or 1
     parallel = parallel and cores >= 2
@@ -313,7 +315,7 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
     say("")
     c = trm.cfg.model
     say(f"  What this shows: both models have the same {trm.meta['params']:,} parameters. The baseline applies its")
-    say(f"  {c.L_layers} blocks once. TRM applies the same kind of network {c.H_cycles * (c.L_cycles + 1)} times per supervision step")
+    say(f"  {c.L_layers} blocks once. TRM applies the same kind of network {trm.model.inner.calls_per_step()} times per supervision step")
     say(f"  (T={c.H_cycles} cycles of n={c.L_cycles} latent updates + 1 answer update) and feeds its answer back for")
     say(f"  up to {c.halt_max_steps} steps: each row above is the same trained TRM stopped after k steps.")
     say("")

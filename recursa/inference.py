@@ -16,10 +16,8 @@ from pathlib import Path
 import torch
 
 from . import config as config_mod
-from .device import pick_device, to_device  # noqa: F401  (re-exported)
 from .errors import RecursaError
 from .models import ACT, DataSpec, build_model
-from .models.act import refine  # noqa: F401  (re-exported)
 from .tasks import Task, load_task
 from .training import checkpoint
 

@@ -46,7 +46,7 @@ def trace(model, task, inputs: np.ndarray, puzzle_identifier: int = 0, steps: in
              "puzzle_identifiers": torch.tensor([int(puzzle_identifier)], device=device)}
     drawings, conf, valid = [], [], []
     has_check = hasattr(task, "check")
-    for snap in think(model, batch, Protocol(max_steps=steps or model.halt_max_steps)):
+    for snap in think(model, batch, Protocol.as_trained(model, steps)):
         pred = snap.preds[0].cpu().numpy()
         drawings.append(task.render(pred))
         conf.append(float(torch.sigmoid(snap.q_halt[0])))

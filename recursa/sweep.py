@@ -108,7 +108,7 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
     from .evaluation.evaluate import evaluate
     from .inference import load_checkpoint
     from .tasks import load_task
-    from .training.checkpoint import atomic_write_text
+    from .storage import atomic_write_text
     from .training.trainer import Trainer
 
     out = Path(out)
@@ -156,9 +156,10 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
         split = load_split(cfg.train.data, split_name)
         info = read_task_info(cfg.train.data)
         task = load_task(info) if info else None
-        steps = eval_steps or loaded.model.halt_max_steps
+        protocol = Protocol.as_trained(loaded.model, eval_steps)
+        steps = protocol.max_steps
         res = evaluate(loaded.model, split, task, batch_size=cfg.eval.batch_size, limit=eval_limit,
-                       protocol=Protocol(max_steps=steps), curve=True)
+                       protocol=protocol, curve=True)
         curve = eval_curve(run)
         trained_s = curve[-1][0] if curve else train_s  # training time alone (evaluation not counted)
         row = {"run": name, **({"variant": vname} if vname else {}), **{_column(k): _value(v) for k, v in point.items()},

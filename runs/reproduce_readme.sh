@@ -4,7 +4,8 @@
 #
 #   bash runs/reproduce_readme.sh                 # every figure (about 4 hours on 2 cores)
 #   bash runs/reproduce_readme.sh sweep_depth     # one or more of: demo_table halting_slack test_time
-#                                                 #   sweep_depth sudoku9 sudoku9_head maze15
+#                                                 #   sweep_depth sudoku9 sudoku9_head maze15 bench numerics
+#                                                 #   step_minutes
 #
 # Run from the repository root with `. .venv/bin/activate`. Every recipe has a step budget, so a
 # figure is the same computation on every machine; only float32 rounding differs between CPUs
@@ -91,7 +92,35 @@ maze15() {  # 15x15 mazes: the nearest-answer recipe, 2 seeds side by side on on
   done
 }
 
-ALL=(demo_table halting_slack test_time sweep_depth sudoku9 sudoku9_head maze15)
+bench() {  # docs/benchmarks.md's speed tables (~35 min; a quiet machine: nothing else running). The side-by-side
+  # rows need a checkout of the official code (OFFICIAL, default ../TinyRecursiveModels) and pydantic + einops.
+  local F=results/bench.json O=${OFFICIAL:-../TinyRecursiveModels} p t
+  for p in tiny small sudoku-mlp sudoku-att; do
+    for t in train infer; do
+      $R bench $t --preset $p --threads 2 --seconds 20 --record $F
+      $R bench $t --preset $p --threads 2 --seconds 15 --warmup 1 --dtype bfloat16 --record $F
+      $R bench $t --preset $p --threads 2 --seconds 15 --warmup 1 --official "$O" --record $F
+    done
+  done
+  for t in train infer; do
+    $R bench $t --preset tiny --threads 2 --seconds 20 --reference-ops --record $F --label $t-tiny-float32-reference-ops
+  done
+  $R bench train --preset tiny --threads 2 --seconds 20 --compile --record $F --label train-tiny-float32-compile
+  $R bench infer --preset sudoku-mlp --threads 2 --seconds 15 --warmup 1 --official "$O" --official-malloc tuned \
+      --record $F --label infer-sudoku-mlp-float32-official-tuned-malloc
+  python scripts/bench_tables.py --write docs/benchmarks.md
+}
+
+numerics() {  # how much of their bounds the official-fixture checks use, per instruction set (~3 min)
+  python scripts/numerics_margins.py --record results/numerics.json
+}
+
+step_minutes() {  # the recipes' step budgets in minutes, here and under AVX2 emulation (~8 min; a quiet machine)
+  sudoku9_data
+  python scripts/step_minutes.py --record results/step_minutes.json
+}
+
+ALL=(demo_table halting_slack test_time sweep_depth sudoku9 sudoku9_head maze15 bench numerics step_minutes)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in *" $name "*) ;; *) echo "unknown figure $name (choose from: ${ALL[*]})" >&2; exit 2;; esac
   echo "== $name"

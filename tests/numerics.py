@@ -9,14 +9,16 @@ the tolerance is what float32 (or bfloat16) rounding can do at that depth:
 * **float32 paths.** Backward stability: a float32 evaluation equals an exact evaluation with
   every weight and intermediate moved by a few units of float32 roundoff (u = 2^-24). We measure,
   in float64, how far the outputs of ACT step k move when *every* weight is moved by +-u (a seeded
-  random sign per value): ``s_k``. On the five fixtures and three instruction sets (native
-  AVX-512, ``ATEN_CPU_CAPABILITY=avx2``, ``=default``) a float32 evaluation's distance to float64
-  was at most 2.2 s_k, the fixture's own included, and on the trm_singlez fixture (added in issue
-  30; 24 sequential block applications by step 3, whose activations round too, which s_k does not
-  perturb) 4.1 s_k under ``=default``; the checks allow ``8 s_k`` for each float32 evaluation (the
+  random sign per value): ``s_k``. Measured over the fixtures and three instruction sets (native
+  AVX-512, ``ATEN_CPU_CAPABILITY=avx2``, ``=default``; results/numerics.json, made by
+  scripts/numerics_margins.py from the distances these checks log under RECURSA_NUMERICS_LOG): a
+  float32 evaluation is at most 4.1 s_k from float64 (trm_singlez under ``=default``: 24 sequential
+  block applications by step 3, whose activations round too, which s_k does not perturb);
+  the checks allow ``8 s_k`` for each float32 evaluation (the
   fixture's, recursa's) and ``16 s_k`` between the two. ``s_k`` is 1e-6 .. 3e-5 for
   attention models and grows 6-8x per step for the expansive random ``mlp_t`` network (5e-4 at
-  step 3); a wrong weight mapping, a missing op or a wrong constant moves outputs by 1e-2 .. 1.
+  step 3). tests/test_numerics_checks.py shows a wrong constant (RMSNorm eps 1e-6), a wrong weight
+  mapping (gate and up swapped) and a missing op or rounding point (URM) each failing.
 * **bfloat16 paths** (URM's ConvSwiGLU: conv, SiLU and down_proj in bfloat16 as official). A
   correct bf16 kernel returns, for each element, one of the two bf16 neighbours of the exact
   value (its float32 accumulation error is far below a bf16 ulp); kernels differ in which one
@@ -38,6 +40,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import os
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +51,16 @@ from recursa.models.base import TokenModel
 
 F32_U = 2.0 ** -24
 F32_PER_EVAL = 8.0  # a float32 evaluation is within 8 s_k of the exact one (measured: <= 4.1)
+
+
+def _log(check: str, what: str, step: int, **ratios: float) -> None:
+    """With RECURSA_NUMERICS_LOG=FILE, append one JSON line per checked output: how much of its bound
+    each distance used (scripts/numerics_margins.py collects them into results/numerics.json)."""
+    path = os.environ.get("RECURSA_NUMERICS_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"check": check, "what": what, "step": step, "isa": torch.backends.cpu.get_cpu_capability(),
+                                **{k: float(v) for k, v in ratios.items()}}) + "\n")
 
 
 def float64_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -115,6 +129,7 @@ def check_f32_against_fixture(model: torch.nn.Module, run, fixture: list[dict[st
         d32 = max_dev(g, e)
         assert d32 <= tol, f"{what} output {k}: float32 model vs float64 {d32:.3g} > 8 s_k = {tol:.3g}"
         d = max_dev(g, ref, list(ref))
+        _log("f32", what, k, fixture_to_f64_per_s=d_fix / s, f32_to_f64_per_s=d32 / s, f32_to_fixture_per_s=d / s)
         assert d <= 2 * tol, f"{what} output {k}: float32 model vs official {d:.3g} > 16 s_k = {2 * tol:.3g}"
 
 
@@ -197,6 +212,7 @@ def check_bf16_against_fixture(model: torch.nn.Module, run, fixture: list[dict[s
         d_em = max_dev(em, ref, list(ref))
         assert d_em <= e, f"{what} output {k}: bf16 emulation vs official {d_em:.3g} > e_k = {e:.3g}"
         d = max_dev(g, ref, list(ref))
+        _log("bf16", what, k, emulation_to_fixture_per_e=d_em / e, model_to_fixture_per_e=d / e)
         assert d <= e, f"{what} output {k}: model vs official {d:.3g} > e_k = {e:.3g}"
 
 
@@ -217,4 +233,5 @@ def check_bf16_swiglu(mlp: layers.SwiGLU, x: torch.Tensor) -> None:
     err = (got - exact).abs()
     assert bool((err <= bound).all()), f"bf16 ConvSwiGLU: {(err / bound).max().item():.3g}x the rounding bound"
     same = (err == 0).double().mean().item()
+    _log("bf16_swiglu", "conv_swiglu", 1, bit_identical=same, max_err_per_bound=(err / bound).max().item())
     assert same >= 0.99, f"bf16 ConvSwiGLU: only {same:.2%} of outputs equal the bf16-rounded math"

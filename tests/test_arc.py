@@ -9,7 +9,7 @@ import pytest
 from recursa.cli import main
 from recursa.data.format import load_split
 from recursa.errors import RecursaError
-from recursa.evaluation.arc import ArcVoting
+from recursa.tasks.arc_voting import ArcVoting
 from recursa.tasks.arc import (
     EOS,
     augment_grids,

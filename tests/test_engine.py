@@ -43,6 +43,25 @@ def test_default_protocol_is_the_official_evaluation():
     assert snaps[-1].calls == 12 * 4 * calls_per_step(model) and calls_per_step(model) == 2 * 3
 
 
+@pytest.mark.parametrize("kw", [dict(arch="trm"), dict(arch="trm", single_latent=True), dict(arch="trm", latents=3),
+                                dict(arch="hrm"), dict(arch="baseline"), dict(arch="urm", conv_swiglu=2),
+                                dict(arch="trm", L_cycles=3, H_cycles=1)])
+def test_every_architecture_declares_the_network_calls_it_makes(kw):
+    """calls_per_step is what the architecture declares (models/*.py); it must equal the stack calls
+    one supervision step really makes, counted at the first block of every block stack."""
+    from recursa.models.layers import Block
+    model = _model(**kw)
+    stacks = [m for m in model.inner.modules() if isinstance(m, torch.nn.ModuleList) and m and isinstance(m[0], Block)]
+    calls = []
+    hooks = [st[0].register_forward_hook(lambda *a: calls.append(1)) for st in stacks]
+    try:
+        list(think(model, _batch(4), Protocol(max_steps=1)))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert stacks and len(calls) == calls_per_step(model) == model.inner.calls_per_step()
+
+
 def test_adaptive_rows_stop_at_their_first_confident_step_and_leave_the_batch():
     """Each row's adaptive answer is its fixed-protocol answer at the step it stopped; the rows that
     stopped cost nothing afterwards; thinking deeper than trained works."""

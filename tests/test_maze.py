@@ -7,8 +7,8 @@ import pytest
 
 from recursa.cli import main
 from recursa.data.format import load_split
+from recursa.tasks.grid import DIHEDRAL_INVERSE, dihedral
 from recursa.tasks.maze import (
-    DIHEDRAL_INVERSE,
     GOAL,
     OPEN,
     PATH,
@@ -16,7 +16,6 @@ from recursa.tasks.maze import (
     WALL,
     MazeTask,
     build_maze,
-    dihedral,
     generate_mazes,
     nearest_shortest_paths,
     mark_shortest_paths,

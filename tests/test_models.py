@@ -514,11 +514,8 @@ def check_urm_against_fixture(model, batch, io) -> None:
         numerics.check_bf16_swiglu(mlp, x)
 
 
-@pytest.mark.numerics
-def test_urm_reproduces_the_official_outputs():
-    """arch = "urm" (UbiquantAI/URM models/urm/urm.py): the official weights load 1:1 (layers.{i}.*,
-    init_hidden, the depthwise conv) and give the official logits, halting logits and hidden state,
-    3 ACT steps (tests/fixtures/official/urm.*, made by make_urm.py from the official code)."""
+def urm_fixture_model():
+    """The official URM fixture's model with its weights (eval mode), its batch and outputs."""
     meta = json.loads(fixture_file("official/urm.json").read_text())
     c = meta["config"]
     cfg = ModelConfig(arch="urm", hidden_size=c["hidden_size"], num_heads=c["num_heads"], expansion=c["expansion"],
@@ -528,9 +525,17 @@ def test_urm_reproduces_the_official_outputs():
     weights = load_file(str(fixture_file("official/urm.weights.safetensors")))
     assert "inner.init_hidden" in weights and "inner.layers.1.mlp.dwconv.weight" in weights
     model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
-    model.eval()
     io = load_file(str(fixture_file("official/urm.io.safetensors")))
     batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
+    return model.eval(), batch, io
+
+
+@pytest.mark.numerics
+def test_urm_reproduces_the_official_outputs():
+    """arch = "urm" (UbiquantAI/URM models/urm/urm.py): the official weights load 1:1 (layers.{i}.*,
+    init_hidden, the depthwise conv) and give the official logits, halting logits and hidden state,
+    3 ACT steps (tests/fixtures/official/urm.*, made by make_urm.py from the official code)."""
+    model, batch, io = urm_fixture_model()
     check_urm_against_fixture(model, batch, io)
     with pytest.raises(Exception, match="urm"):
         ModelConfig(arch="urm", mlp_t=True)

@@ -180,7 +180,7 @@ def test_box_option(text):
 @PROPS
 @given(text=st.one_of(st.text(max_size=20), chars_text("0123456789,. -e", 20)))
 def test_rating_buckets_option(text):
-    from recursa.tasks.sudoku_extreme import parse_buckets
+    from recursa.data.ratings import parse_buckets
     parses_or_recursa_error(parse_buckets, text)
 
 

@@ -73,6 +73,58 @@ def test_sweep_table_in_the_readme_is_the_recorded_one():
         assert (got[(n, 1)], got[(n, 2)]) == (t1, t2), n
 
 
+def test_benchmark_tables_are_the_recorded_ones():
+    """docs/benchmarks.md's speed tables are rendered from results/bench.json (scripts/bench_tables.py);
+    a figure changed in the record makes the check fail."""
+    import subprocess
+    import sys
+    script, page = REPO / "scripts" / "bench_tables.py", REPO / "docs" / "benchmarks.md"
+    r = subprocess.run([sys.executable, str(script), "--check", str(page)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = page.read_text()
+    for name in ("fp32", "official", "bf16", "changes"):
+        block = text[text.index(f"<!-- bench:{name} -->"):]
+        assert block.index("<!-- /bench -->") > 0 and block.count("\n|") >= 3, name  # the table has rows
+    sys.path.insert(0, str(script.parent))
+    try:
+        import bench_tables
+    finally:
+        sys.path.pop(0)
+    rec = results.read(REPO / "results" / "bench.json")
+    fig = rec["figures"]["train-tiny-float32"]["metrics"]
+    fig["samples_per_s"] = fig["samples_per_s"] * 2 + 1
+    assert bench_tables.render(text, rec) != text
+
+
+def test_bench_records_a_figure(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "train", "--preset", "tiny", "--steps", "1", "--warmup", "0", "--batch", "2",
+                 "--record", "res/b.json"]) == 0
+    fig = results.read(tmp_path / "res" / "b.json")["figures"]["train-tiny-float32"]
+    assert fig["metrics"]["samples_per_s"] > 0 and fig["protocol"]["preset"] == "tiny"
+    assert fig["command"].startswith("recursa bench train --preset tiny")
+    assert main(["bench", "train", "--label", "x"]) == 2
+    assert "--label needs --record" in capsys.readouterr().err
+
+
+def test_numerics_margins_summary_keeps_the_worst_case():
+    import sys
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import numerics_margins
+    finally:
+        sys.path.pop(0)
+    rows = [{"check": "f32", "what": "hrm", "step": 1, "isa": "AVX512", "f32_to_f64_per_s": 0.5, "fixture_to_f64_per_s": 1.0},
+            {"check": "f32", "what": "hrm", "step": 2, "isa": "AVX512", "f32_to_f64_per_s": 2.5, "fixture_to_f64_per_s": 0.1},
+            {"check": "bf16_swiglu", "what": "conv_swiglu", "step": 1, "isa": "AVX512", "bit_identical": 0.999,
+             "max_err_per_bound": 0.2},
+            {"check": "bf16_swiglu", "what": "conv_swiglu", "step": 1, "isa": "AVX512", "bit_identical": 0.995,
+             "max_err_per_bound": 0.1}]
+    got = numerics_margins.summarise(rows)
+    assert got["f32"]["hrm"] == {"f32_to_f64_per_s": 2.5, "fixture_to_f64_per_s": 1.0}
+    assert got["bf16_swiglu"]["conv_swiglu"] == {"bit_identical": 0.995, "max_err_per_bound": 0.2}
+
+
 def test_eval_and_sweep_record_figures(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["build", "sudoku", "--box", "2x2", "--num-train", "60", "--num-test", "12", "--num-val", "8",

@@ -10,7 +10,8 @@ import pytest
 from recursa.cli import main
 from recursa.data.format import load_split
 from recursa.tasks.sudoku import Sudoku
-from recursa.tasks.sudoku_extreme import bucket_names, build_sudoku_extreme
+from recursa.data.ratings import bucket_names
+from recursa.tasks.sudoku_extreme import build_sudoku_extreme
 
 from .conftest import collection, data_file
 

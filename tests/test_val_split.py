@@ -13,7 +13,8 @@ from recursa.errors import RecursaError
 from recursa.tasks import BUILD_COMMANDS, build_arc, build_maze, build_sorting, build_sudoku, build_sudoku_extreme
 from recursa.tasks.arc import crop, parse_version
 from recursa.tasks.arc_voting import ArcVoting
-from recursa.tasks.maze import dihedral, generate_mazes
+from recursa.tasks.grid import dihedral
+from recursa.tasks.maze import generate_mazes
 
 from .conftest import data_file, tiny_config
 from .test_arc import small_arc  # noqa: F401  (fixture)

@@ -71,6 +71,10 @@ def add_arguments(p: argparse.ArgumentParser):
                    help=f"the serg benchmark file for the labelling case (default: $RECURSA_DATA/{SUDOKU_FILES['serg_source']})")
     p.add_argument("--workdir", help="where to build (default: a temporary directory, removed afterwards)")
     p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
+    p.add_argument("--record", metavar="FILE",
+                   help="train/infer: also write the result as figure --label of this results file "
+                        "(results/NAME.json, recursa/results.py)")
+    p.add_argument("--label", help="with --record: the figure's name (default: TARGET-PRESET-DTYPE[-official])")
 
 
 def _source(args, key: str) -> str:
@@ -123,9 +127,16 @@ def _size(path: Path) -> int:
 def run(args) -> int:
     if args.target in ("train", "infer"):
         from ..bench import run as bench_run
+        from .. import results, storage
         if args.json_out:
-            from .. import storage
             storage.check_file_out(args.json_out, "--json")
+        label = None
+        if args.record:
+            storage.check_file_out(args.record, "--record")
+            label = results.check_label(args.label or "-".join(
+                [args.target, args.preset, args.dtype] + (["official"] if args.official else [])))
+        elif args.label:
+            raise RecursaError("--label needs --record FILE")
         if args.official and not args.impl:
             from ..bench import compare
             row = compare(args.target, args.preset, args.official, dtype=args.dtype, threads=args.threads,
@@ -146,9 +157,16 @@ def run(args) -> int:
                             reference_ops=args.reference_ops)
         print(json.dumps(row))
         if args.json_out:
-            from ..training.checkpoint import atomic_write_text
+            from ..storage import atomic_write_text
             atomic_write_text(Path(args.json_out), json.dumps(row, indent=1) + "\n")
+        if args.record:
+            results.record(args.record, label, {"metrics": row, "protocol": {"target": args.target, "preset": args.preset,
+                           "dtype": args.dtype, "threads": args.threads, "compile": args.compile,
+                           "seconds": args.seconds, "steps": args.steps, "warmup": args.warmup},
+                           "command": results.command_line(getattr(args, "_argv", None))})
         return 0
+    if args.record or args.label:
+        raise RecursaError("--record and --label are for bench train|infer (bench data: --json FILE)")
     if args.json_out:
         from .. import storage
         storage.check_file_out(args.json_out, "--json")
@@ -179,6 +197,6 @@ def run(args) -> int:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     if args.json_out:
-        from ..training.checkpoint import atomic_write_text
+        from ..storage import atomic_write_text
         atomic_write_text(Path(args.json_out), json.dumps({"cpus": os.cpu_count(), "data": results}, indent=1) + "\n")
     return 0

@@ -34,7 +34,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..data.format import load_split, read_task_info
     from ..evaluation import halting
-    from ..inference import load_checkpoint, pick_device
+    from ..device import pick_device
+    from ..inference import load_checkpoint
     from .eval import check_fit
 
     tolerance = halting.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance

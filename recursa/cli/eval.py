@@ -182,8 +182,9 @@ def run(args) -> int:
     from ..evaluation import halting
     from ..evaluation.engine import Protocol
     from ..evaluation.evaluate import evaluate
-    from ..inference import load_checkpoint, pick_device
-    from ..training.checkpoint import atomic_write_text
+    from ..device import pick_device
+    from ..inference import load_checkpoint
+    from ..storage import atomic_write_text
 
     if args.steps < 0 or args.max_steps < 0 or args.batch_size <= 0 or args.limit < 0:
         raise RecursaError("--steps, --max-steps and --limit must be >= 0, --batch-size > 0")
@@ -228,7 +229,7 @@ def run(args) -> int:
             feed = scorer
         adaptive, threshold, signal, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
                                                                     str(loaded.path / "config.json"), args.halt_signal)
-        protocol = Protocol(max_steps=args.steps or args.max_steps or loaded.model.halt_max_steps,
+        protocol = Protocol.as_trained(loaded.model, args.steps or args.max_steps,
                             adaptive=adaptive, halt_threshold=threshold, halt_signal=signal,
                             trajectories=args.trajectories, noise=args.noise, noise_on=args.noise_on, seed=args.seed,
                             select=args.select, views=args.views)

@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import argparse
 
+from ..models import MODELS
+
 
 def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("ckpt", help="official checkpoint file (checkpoints/<project>/<run>/step_N) or the run directory")
     p.add_argument("--step", type=int, help="with a run directory: import step_N (default: the latest)")
-    p.add_argument("--arch", choices=["trm", "hrm", "baseline"],
+    p.add_argument("--arch", choices=sorted(MODELS),
                    help="model family (default: from arch.name in the config: trm, trm_singlez (TRM with "
-                        "single_latent), hrm, transformers_baseline)")
+                        "single_latent), trm_hier6 (TRM with latents), hrm, transformers_baseline, urm)")
     p.add_argument("--config", help="the run's official all_config.yaml (default: the one beside the checkpoint)")
     p.add_argument("--identifiers", help="the dataset's identifiers.json (puzzle id -> name), kept with the checkpoint")
     p.add_argument("--data", help="a dataset directory (official layout): gives seq_len, identifiers and the task")

@@ -34,9 +34,10 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from ..inference import load_checkpoint, pick_device
+    from ..device import pick_device
+    from ..inference import load_checkpoint
     from ..render import html_page, png, trace
-    from ..training.checkpoint import atomic_write_text
+    from ..storage import atomic_write_text
 
     if not args.html and not args.png:
         raise RecursaError("say what to write: --html FILE and/or --png FILE")

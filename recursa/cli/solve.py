@@ -52,7 +52,8 @@ def run(args) -> int:
 
     from ..evaluation import halting
     from ..evaluation.engine import Protocol, think
-    from ..inference import load_checkpoint, pick_device
+    from ..device import pick_device
+    from ..inference import load_checkpoint
 
     if args.steps < 0 or args.per_row < 1:
         raise RecursaError("--steps must be >= 0 and --per-row >= 1")
@@ -61,7 +62,7 @@ def run(args) -> int:
                                                                 str(loaded.path / "config.json"), args.halt_signal)
     if why is not None:
         print(f"halting threshold {why}")
-    protocol = Protocol(max_steps=args.steps or loaded.model.halt_max_steps, adaptive=adaptive,
+    protocol = Protocol.as_trained(loaded.model, args.steps, adaptive=adaptive,
                         halt_threshold=threshold, halt_signal=signal)
     task = loaded.task
     if task is None:

@@ -80,6 +80,12 @@ class Protocol:
             raise RecursaError(f"--views {self.views} with --noise {self.noise}: the views vote without noise "
                                "(noise is for --trajectories)")
 
+    @classmethod
+    def as_trained(cls, model: ACT, steps: int | None = None, **options) -> "Protocol":
+        """A protocol of ``steps`` supervision steps, or (None or 0) as many as ``model`` was trained
+        with (``halt_max_steps``): the one place that default is resolved."""
+        return cls(max_steps=steps or model.halt_max_steps, **options)
+
     def describe(self) -> dict:
         d = asdict(self)
         d["depth"] = "adaptive" if self.adaptive else "fixed"
@@ -91,15 +97,9 @@ class Protocol:
 
 
 def calls_per_step(model: ACT) -> int:
-    """Network applications per supervision step and row: TRM and its ablations H_cycles x
-    (L_cycles + 1) calls of the shared network; HRM H_cycles x (L_cycles + 1) calls of its L and H
-    modules; URM H_cycles x L_cycles calls of its block stack; the baseline one call of its stack."""
-    c = model.inner.cfg
-    if c.arch == "baseline":
-        return 1
-    if c.arch == "urm":
-        return c.H_cycles * c.L_cycles
-    return c.H_cycles * (c.L_cycles + 1)
+    """Network applications per supervision step and row: what the architecture declares
+    (``calls_per_step`` of each model class in recursa/models/)."""
+    return model.inner.calls_per_step()
 
 
 @dataclass

@@ -43,7 +43,7 @@ def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 2
     under ``scorer.key``. ``curve`` adds the valid rate after every step."""
     device = device or next(model.parameters()).device
     if protocol is None:
-        protocol = Protocol(max_steps=steps or model.halt_max_steps)
+        protocol = Protocol.as_trained(model, steps)
     M = protocol.max_steps
     check = task.check if task is not None and hasattr(task, "check") else None
     n = 0

@@ -69,7 +69,7 @@ def step_outcomes(model: ACT, split: Split, task, *, batch_size: int = 256, devi
     ``valid`` (N, M) bool or None (no checker), ``confidence`` (N, M) sigmoid(q_halt) of
     ``signal`` (None: the model's own)."""
     device = device or next(model.parameters()).device
-    protocol = Protocol(max_steps=model.halt_max_steps, halt_signal=signal)
+    protocol = Protocol.as_trained(model, halt_signal=signal)
     check = getattr(task, "check", None) if task is not None else None
     exact, valid, conf = [], [], []
     for _, batch_np in iter_eval(split, batch_size, limit):

@@ -75,6 +75,11 @@ class TokenModel(nn.Module):
     #: (``train.depth_curriculum``) sets it; None (evaluation, checkpoints) = the config's depth.
     depth: tuple[int, int] | None = None
 
+    def calls_per_step(self) -> int:
+        """Network applications per supervision step and row, at the current depth: each
+        architecture declares its own (the engine's and the sweep's compute counts read it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its network calls per supervision step")
+
     @property
     def H_cycles(self) -> int:
         return self.depth[0] if self.depth is not None else self.cfg.H_cycles

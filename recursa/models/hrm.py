@@ -28,6 +28,10 @@ class HRM(TwoStateModel):
         self.H_level = ReasoningModule(self.make_blocks(cfg.H_layers, generator))
         self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
 
+    def calls_per_step(self) -> int:
+        """H_cycles x (L_cycles calls of the L module + 1 of the H module)."""
+        return self.H_cycles * (self.L_cycles + 1)
+
     def forward(self, state, batch):
         rope = self.rotary_emb
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from .base import DataSpec, InitStateModel, OneStateModel, TwoStateModel  # noqa: F401  (DataSpec re-exported)
+from .base import DataSpec, InitStateModel, OneStateModel, TwoStateModel
 from .layers import ReasoningModule
 
 
@@ -30,6 +30,10 @@ class TRM(TwoStateModel):
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
         super().__init__(cfg, spec, generator)
         self.L_level = ReasoningModule(self.make_blocks(cfg.L_layers, generator))
+
+    def calls_per_step(self) -> int:
+        """H_cycles x (L_cycles latent updates + 1 answer update) calls of the one network."""
+        return self.H_cycles * (self.L_cycles + 1)
 
     def forward(self, state, batch):
         rope = self.rotary_emb
@@ -67,6 +71,10 @@ class MultiLatentTRM(InitStateModel):
             z_L[i] = self.L_level(_total(z_L), z_H + x, rope)
         return self.L_level(z_H, _total(z_L), rope)
 
+    def calls_per_step(self) -> int:
+        """H_cycles x (L_cycles latent updates + 1 answer update) calls of the one network."""
+        return self.H_cycles * (self.L_cycles + 1)
+
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z_H, z_L = state[0], list(state[1:])
@@ -98,6 +106,10 @@ class SingleLatentTRM(OneStateModel):
             z = self.L_level(z, x, rope)
         return self.L_level(z, None, rope)
 
+    def calls_per_step(self) -> int:
+        """H_cycles x (L_cycles updates with x + 1 without) calls of the one network."""
+        return self.H_cycles * (self.L_cycles + 1)
+
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
         z = self.recur(lambda z: self.cycle(z, x), state[0])
@@ -120,6 +132,10 @@ class Baseline(OneStateModel):
         super().__init__(cfg, spec, generator)
         self.H_level = ReasoningModule(self.make_blocks(cfg.baseline_layers or cfg.L_layers, generator))
         self.add_init_vector(generator)
+
+    def calls_per_step(self) -> int:
+        """One call of its stack: no cycles inside a step."""
+        return 1
 
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])
@@ -150,6 +166,10 @@ class URM(OneStateModel):
             for layer in self.layers:
                 h = layer(h, rope)
         return h
+
+    def calls_per_step(self) -> int:
+        """H_cycles x L_cycles calls of its block stack."""
+        return self.H_cycles * self.L_cycles
 
     def forward(self, state, batch):
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"])

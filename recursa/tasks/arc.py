@@ -36,7 +36,7 @@ from .. import storage
 from ..data.format import FIELDS, DatasetWriter
 from ..errors import RecursaError
 from .base import BuildCommand, TaskBase, check_memory, count_arg
-from .maze import DIHEDRAL_INVERSE, dihedral
+from .grid import DIHEDRAL_INVERSE, dihedral
 
 SIZE = 30
 PAD, EOS = 0, 1

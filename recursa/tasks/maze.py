@@ -6,7 +6,7 @@ cells, S and G; the answer marks one shortest path with ``o`` (S and G kept).
 
 This module owns the seeded generator (uniform spanning-tree mazes by a random walk, extra openings
 for loops, S and G drawn at least ``min_path`` steps apart), the import of the benchmark's CSV layout
-(``source,question,answer,rating``), the 8 dihedral augmentations with their inverse, the checker
+(``source,question,answer,rating``), the 8 dihedral augmentations (recursa/tasks/grid.py) with their inverse, the checker
 (a prediction is right when it marks *a* shortest path, so mazes with several are scored fairly)
 and the renderer. Everything is vectorised over mazes with numpy: breadth-first search is a
 frontier dilation on (B, H, W) masks.
@@ -21,6 +21,7 @@ import numpy as np
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
 from .base import BuildCommand, carve_held_out, TaskBase, check_memory, count_arg, read_benchmark_csv, seeded_split
+from .grid import DIHEDRAL_INVERSE, dihedral, dihedral_rows
 
 CHARSET = "# SGo"
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
@@ -58,34 +59,6 @@ def shortest_lengths(grids: np.ndarray) -> np.ndarray:
     dist = bfs_distance(passable, grids == START)
     at_goal = np.where(grids == GOAL, dist, -1).reshape(len(grids), -1).max(1)
     return at_goal
-
-
-def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    """The official 8 dihedral transforms on the last two axes: 0 identity, 1 rot90, 2 rot180,
-    3 rot270, 4 flip left-right, 5 flip up-down, 6 transpose, 7 anti-transpose."""
-    g = np.asarray(grid)
-    if t == 0:
-        return g
-    if t in (1, 2, 3):
-        return np.rot90(g, k=t, axes=(-2, -1))
-    if t == 4:
-        return g[..., :, ::-1]
-    if t == 5:
-        return g[..., ::-1, :]
-    if t == 6:
-        return np.swapaxes(g, -1, -2)
-    if t == 7:
-        return np.rot90(g, k=1, axes=(-2, -1))[..., :, ::-1]
-    raise ValueError(f"dihedral transform {t} not in 0..7")
-
-
-DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
-
-
-def dihedral_rows(tokens: np.ndarray, side: int, t: int) -> np.ndarray:
-    """Rows of side*side grid tokens (B, side*side) -> the same rows after dihedral transform ``t``."""
-    tokens = np.asarray(tokens)
-    return np.ascontiguousarray(dihedral(tokens.reshape(-1, side, side), t)).reshape(len(tokens), -1)
 
 
 # ---------------------------------------------------------------------- task (token space)

@@ -18,7 +18,7 @@ import numpy as np
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
 from .base import BuildCommand, TaskBase, check_counts, check_memory, count_arg
-from .maze import DIHEDRAL_INVERSE, dihedral_rows
+from .grid import DIHEDRAL_INVERSE, dihedral_rows
 
 BLANK_CHARS = ".0_"
 MAX_N = 9  # one character per cell

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import storage
 from ..data.format import make_split, write_dataset
-from ..data.ratings import DEFAULT_BUCKETS, bucket_names, parse_buckets  # noqa: F401  (re-exported)
+from ..data.ratings import DEFAULT_BUCKETS, bucket_names, parse_buckets
 from ..errors import RecursaError
 from .base import BuildCommand, carve_held_out, check_memory, count_arg, read_benchmark_csv, seeded_split
 from .sudoku import Sudoku, SudokuTask

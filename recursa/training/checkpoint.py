@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import storage
 from ..errors import RecursaError
-from ..storage import atomic_write_text  # noqa: F401  (re-exported: the writer of small files)
+from ..storage import atomic_write_text
 
 FORMAT_VERSION = 1
 STEP_DIR = re.compile(r"^step_(\d+)$")

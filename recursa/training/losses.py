@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..data.format import IGNORE_LABEL_ID  # noqa: F401  (re-exported)
+from ..data.format import IGNORE_LABEL_ID
 
 
 def _stablemax_s(x: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:

@@ -244,7 +244,7 @@ class Trainer:
             if self.resume:
                 self._load_state()
                 self._trim_metrics()
-            checkpoint.atomic_write_text(self.run_dir / "config.toml", config_mod.to_toml(self.cfg))
+            storage.atomic_write_text(self.run_dir / "config.toml", config_mod.to_toml(self.cfg))
             self.logger = MetricLogger(self.run_dir, self.cfg.train.loggers, config_mod.to_dict(self.cfg), self.resume)
         except BaseException:
             self.lock.release()
@@ -288,7 +288,7 @@ class Trainer:
             else:
                 dropped += 1
         if dropped:
-            checkpoint.atomic_write_text(path, "".join(x + "\n" for x in keep))
+            storage.atomic_write_text(path, "".join(x + "\n" for x in keep))
             self.log(f"note: {path}: dropped {dropped} row(s) logged after step {self.step}, the checkpoint resumed from")
 
     def __del__(self):
