@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from . import config as config_mod
+from .bench_official import OfficialDriver, same_math
 from .errors import RecursaError
 
 SEQ_LEN, VOCAB = 81, 11  # Sudoku-shaped: 81 cells, PAD + blank + 9 digits
@@ -143,8 +144,7 @@ class _Step:
 
         self.trainer = None
         if impl == "official":
-            from .bench_official import OfficialDriver
-            driver = OfficialDriver(Path(official), preset.model, batch, dtype, dev, synthetic_batch(batch, dev))
+            driver = OfficialDriver(Path(official), preset.model, batch, dtype, dev, synthetic_batch(batch, dev), TRAIN)
             self.one = driver.train_step if target == "train" else driver.solve
             self.params = driver.n_params
             if compile:
@@ -315,7 +315,6 @@ def compare(target: str, preset: str, official: str, *, official_malloc: str = "
     import json
     import subprocess
 
-    from .bench_official import same_math
 
     _check_args(preset, kw.get("threads", 0), kw.get("seconds", 1.0), kw.get("steps", 0), kw.get("warmup", 0),
                 kw.get("batch", 0))

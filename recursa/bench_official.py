@@ -76,17 +76,17 @@ class OfficialDriver:
     """One official TRM with its loss head and optimisers, on one fixed batch."""
 
     def __init__(self, root: Path, model: dict, batch: int, dtype: str, device: torch.device,
-                 data: dict[str, torch.Tensor]):
-        from .bench import TRAIN
+                 data: dict[str, torch.Tensor], train: dict):
+        """``train``: the optimiser settings recursa's side of the bench uses (recursa.bench.TRAIN)."""
         mods = load_official(root)
         with torch.device(device):
             self.model = mods.trm.TinyRecursiveReasoningModel_ACTV1(official_config(model, batch, dtype))
         self.head = mods.losses.ACTLossHead(self.model, "stablemax_cross_entropy")
-        self.opt = torch.optim.AdamW(self.head.parameters(), lr=TRAIN["lr"], betas=(TRAIN["beta1"], TRAIN["beta2"]),
-                                     weight_decay=TRAIN["weight_decay"])
+        self.opt = torch.optim.AdamW(self.head.parameters(), lr=train["lr"], betas=(train["beta1"], train["beta2"]),
+                                     weight_decay=train["weight_decay"])
         self.sparse = mods.sparse.CastedSparseEmbeddingSignSGD_Distributed(
-            self.model.puzzle_emb.buffers(), world_size=1, lr=TRAIN["puzzle_emb_lr"],
-            weight_decay=TRAIN["puzzle_emb_weight_decay"])
+            self.model.puzzle_emb.buffers(), world_size=1, lr=train["puzzle_emb_lr"],
+            weight_decay=train["puzzle_emb_weight_decay"])
         self.data, self.batch, self.device = data, batch, device
         self.carry = None
         self.n_params = sum(p.numel() for p in self.model.parameters())

@@ -336,7 +336,7 @@ class ArcTask(TaskBase):
 
     def scorer(self, data_dir, split):
         """Voting across the augmented views, pass@K, submission (fresh votes per evaluation)."""
-        from .arc_voting import ArcVoting
+        from .arc_voting import ArcVoting  # late: arc_voting imports this module's grid helpers
         return ArcVoting.for_split(data_dir, split)
 
     def render(self, tokens: np.ndarray) -> str:
