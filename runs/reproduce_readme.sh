@@ -24,6 +24,17 @@ train_seeds() {  # RECIPE OUT: seeds 0 and 1 side by side, one thread each, into
   for p in "${pids[@]}"; do wait "$p"; done  # a failed run stops the script here
 }
 
+eval_seeds() {  # RUNS DATA FILE: seeds 0 and 1 of RUNS_s0/RUNS_s1 at 8 steps, adaptive, 16 steps, 16 steps x 8 views
+  local s run
+  for s in 0 1; do
+    run="$1_s$s"
+    $R eval "$run" --data "$2" --record "$3" --label seed$s-fixed8
+    $R eval "$run" --data "$2" --adaptive --record "$3" --label seed$s-adaptive
+    $R eval "$run" --data "$2" --steps 16 --record "$3" --label seed$s-fixed16
+    $R eval "$run" --data "$2" --steps 16 --views 8 --record "$3" --label seed$s-views8
+  done
+}
+
 demo_table() {  # the demo on 5 seeds x 3 instruction sets (~19 min)
   python scripts/demo_table.py --json results/demo_table.json
 }
@@ -60,13 +71,7 @@ sudoku9() {  # 9x9 Sudoku: the CGAR + Muon recipe, 2 seeds side by side on one t
   local F=results/sudoku9_cgar_muon.json
   sudoku9_data
   train_seeds configs/sudoku9_cgar_muon_cpu.toml runs/repro/sudoku9_cgar_muon
-  for s in 0 1; do
-    local run=runs/repro/sudoku9_cgar_muon_s$s
-    $R eval $run --data data/sudoku9 --record $F --label seed$s-fixed8
-    $R eval $run --data data/sudoku9 --adaptive --record $F --label seed$s-adaptive
-    $R eval $run --data data/sudoku9 --steps 16 --record $F --label seed$s-fixed16
-    $R eval $run --data data/sudoku9 --steps 16 --views 8 --record $F --label seed$s-views8
-  done
+  eval_seeds runs/repro/sudoku9_cgar_muon data/sudoku9 $F
 }
 
 sudoku9_head() {  # the 9x9 recipe with the study's detached q head instead of the answer's probability (~10 min)
@@ -83,13 +88,7 @@ maze15() {  # 15x15 mazes: the nearest-answer recipe, 2 seeds side by side on on
   [ -f data/maze15_32k/val/dataset.json ] || $R build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 \
       --num-val 500 --aug --out data/maze15_32k --overwrite
   train_seeds configs/maze15_nearest_cpu.toml runs/repro/maze15_nearest
-  for s in 0 1; do
-    local run=runs/repro/maze15_nearest_s$s
-    $R eval $run --data data/maze15_32k --record $F --label seed$s-fixed8
-    $R eval $run --data data/maze15_32k --adaptive --record $F --label seed$s-adaptive
-    $R eval $run --data data/maze15_32k --steps 16 --record $F --label seed$s-fixed16
-    $R eval $run --data data/maze15_32k --steps 16 --views 8 --record $F --label seed$s-views8
-  done
+  eval_seeds runs/repro/maze15_nearest data/maze15_32k $F
 }
 
 bench() {  # docs/benchmarks.md's speed tables (~35 min; a quiet machine: nothing else running). The side-by-side

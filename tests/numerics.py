@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 from recursa.models import layers
 from recursa.models.base import TokenModel
+from recursa.results import ISA_ENV
 
 F32_U = 2.0 ** -24
 F32_PER_EVAL = 8.0  # a float32 evaluation is within 8 s_k of the exact one (measured: <= 4.1)
@@ -60,6 +61,7 @@ def _log(check: str, what: str, step: int, **ratios: float) -> None:
     if path:
         with open(path, "a") as f:
             f.write(json.dumps({"check": check, "what": what, "step": step, "isa": torch.backends.cpu.get_cpu_capability(),
+                                "emulation": {k: os.environ[k] for k in ISA_ENV if k in os.environ},
                                 **{k: float(v) for k, v in ratios.items()}}) + "\n")
 
 
