@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from .errors import RecursaError  # noqa: E402
 from .evaluation.evaluate import evaluate  # noqa: E402
-from .inference import load_checkpoint  # noqa: E402
+from .inference.checkpoint import load_checkpoint  # noqa: E402
 from .models import build_model  # noqa: E402
 from .tasks import TASKS  # noqa: E402
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the README's figures, each into the results file the README cites (results/*.json,
-# written by `recursa eval --record` / `recursa sweep --record`; recursa/results.py).
+# written by `recursa eval --record` / `recursa sweep --record`; recursa/tools/results.py).
 #
 #   bash runs/reproduce_readme.sh                 # every figure (about 4 hours on 2 cores)
 #   bash runs/reproduce_readme.sh sweep_depth     # one or more of: demo_table halting_slack test_time

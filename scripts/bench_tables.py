@@ -114,7 +114,7 @@ def main() -> int:
     g.add_argument("--write", metavar="PAGE")
     g.add_argument("--check", metavar="PAGE")
     args = ap.parse_args()
-    from recursa import results
+    from recursa.tools import results
     rec = results.read(args.record)
     if not (args.write or args.check):
         for name, fn in TABLES.items():

@@ -69,7 +69,7 @@ def main() -> int:
             print(f"{isa:8s} seed {seed}: TRM {100 * s['trm_exact']:.1f}%  baseline {100 * s['baseline_exact']:.1f}%  "
                   f"wall {s['wall_s']:.0f} s; --adaptive {100 * a['exact']:.1f}% in {a['mean_steps']:.2f} steps "
                   f"({a['network_calls']:,} vs {f['network_calls']:,} network applications)", flush=True)
-    from recursa.results import cpu_name
+    from recursa.tools.results import cpu_name
     meta = {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "native_capability": torch.backends.cpu.get_cpu_capability(),
             "command": "python scripts/demo_table.py " + " ".join(sys.argv[1:]), "runs": runs}

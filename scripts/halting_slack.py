@@ -27,10 +27,10 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from recursa import results
+    from recursa.tools import results
     from recursa.data.format import load_split
     from recursa.evaluation import halting
-    from recursa.inference import load_checkpoint
+    from recursa.inference.checkpoint import load_checkpoint
     torch.set_num_threads(2)
     runs = sorted(p for p in Path(args.runs).iterdir() if (p / "trm").is_dir() and (p / "data" / "val").is_dir())
     if not runs:

@@ -51,7 +51,7 @@ def main() -> int:
     ap.add_argument("--isa", default="native,avx2,default")
     ap.add_argument("--record", default="results/numerics.json")
     args = ap.parse_args()
-    from recursa import results
+    from recursa.tools import results
     isas = [s.strip() for s in args.isa.split(",") if s.strip()]
     if not isas or any(s not in ISAS for s in isas):
         sys.exit(f"--isa {args.isa!r}: choose from {', '.join(ISAS)} (scripts/emulate_isa.sh)")

@@ -42,7 +42,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--record", default="results/step_minutes.json")
     args = ap.parse_args()
-    from recursa import results
+    from recursa.tools import results
     command = shlex.join(["python", "scripts/step_minutes.py", *sys.argv[1:]])
     for name in [r.strip() for r in args.recipes.split(",") if r.strip()]:
         recipe = ROOT / "configs" / f"{name}.toml"

@@ -33,7 +33,7 @@ def load_rows(sweep_dir: Path) -> list[dict]:
 
 def curve(run_dir: Path) -> list[list]:
     """[[training seconds, exact, valid, cells right], ...] of the evaluations during training."""
-    from recursa.sweep import eval_curve
+    from recursa.tools.sweep import eval_curve
     return eval_curve(run_dir, ("exact_accuracy", "valid_rate", "token_accuracy"))
 
 
@@ -182,7 +182,7 @@ def plot(fig_data: dict, png: Path) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    from recursa.display import save_figure
+    from recursa.inference.display import save_figure
     save_figure(fig, png)
 
 

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from recursa.models import layers
 from recursa.models.base import TokenModel
-from recursa.results import ISA_ENV
+from recursa.tools.results import ISA_ENV
 
 F32_U = 2.0 ** -24
 F32_PER_EVAL = 8.0  # a float32 evaluation is within 8 s_k of the exact one (measured: <= 4.1)

@@ -282,8 +282,8 @@ def test_votes_pool_over_checkpoints_as_the_official_evaluator_does(arc_run):
     checkpoint); each checkpoint is also scored alone."""
     from recursa.cli.eval import _Tee
     from recursa.evaluation.evaluate import evaluate
-    from recursa.inference import load_checkpoint
-    from recursa.training import checkpoint
+    from recursa.inference.checkpoint import load_checkpoint
+    from recursa.inference import checkpoint
     ckpts = checkpoint.step_dirs(arc_run / "run" / "checkpoints")
     assert [c.name for c in ckpts] == ["step_0000002", "step_0000004"]
     test = load_split(arc_run / "d", "test")
@@ -337,7 +337,7 @@ def test_adapt_fits_new_rows_on_demonstrations_only_end_to_end(tmp_path, small_a
     eval then answers (and scores) their test inputs; --steps 0 is the blank-embedding baseline;
     without outputs the tasks are answered (submission) but not scored."""
     from recursa import config
-    from recursa.inference import load_checkpoint
+    from recursa.inference.checkpoint import load_checkpoint
     from recursa.training.trainer import fit
     import torch
     from safetensors.torch import load_file

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from recursa.bench import PRESETS, matmul_rate
+from recursa.tools.bench import PRESETS, matmul_rate
 from recursa.cli import main
 
 TRAIN_KEYS = {"samples_per_s", "tokens_per_s", "step_ms_median", "peak_rss_mib", "params", "model_gflop_per_step",

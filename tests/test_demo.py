@@ -6,7 +6,7 @@ import json
 from PIL import Image
 
 from recursa.cli import main
-from recursa.demo import _verdict, run_demo
+from recursa.tools.demo import _verdict, run_demo
 
 
 def test_short_demo_writes_everything(tmp_path, capsys):
@@ -37,7 +37,7 @@ def test_demo_step_budget_is_exact_for_both_models(tmp_path):
 def test_the_sudoku6_demo_recipe_is_the_demos():
     """configs/sudoku6_demo_cpu.toml trains the demo's model with the demo's recipe."""
     from recursa import config
-    from recursa.demo import PRESETS, TRAIN_DEFAULTS
+    from recursa.tools.demo import PRESETS, TRAIN_DEFAULTS
 
     from .conftest import REPO
     cfg = config.load(REPO / "configs" / "sudoku6_demo_cpu.toml")

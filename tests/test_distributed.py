@@ -150,7 +150,8 @@ def test_batch_must_divide_over_the_processes(tiny_data, tmp_path):
 def test_keep_best_keeps_the_best_evaluation_next_to_the_latest(tiny_data, tmp_path, capsys):
     """keep_best: RUN/checkpoints/best holds the weights of the best evaluation so far (by the
     chosen metric); eval and solve take RUN/best; a resumed run knows the best value."""
-    from recursa.training import checkpoint
+    from recursa.inference import checkpoint
+    from recursa.training.run_dir import read_best
     run = tmp_path / "run"
     cfg = tiny_config(tiny_data, run, steps=40, eval_interval=10, checkpoint_interval=10, keep_best="token_accuracy",
                       lr=3e-3)
@@ -176,7 +177,7 @@ def test_keep_best_keeps_the_best_evaluation_next_to_the_latest(tiny_data, tmp_p
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert names == ["best", "step_0000030", "step_0000040"]
     # a resumed run starts from the recorded best and replaces it only when beaten
-    assert checkpoint.read_best(run, "token_accuracy")["value"] == best_value
+    assert read_best(run, "token_accuracy")["value"] == best_value
     capsys.readouterr()
     bad = tiny_config(tiny_data, tmp_path / "x", keep_best="nope", eval_interval=5)
     with pytest.raises(Exception, match="keep_best = 'nope'"):
@@ -248,7 +249,7 @@ def test_compiled_training_step_trains_like_the_plain_module(tiny_data, tmp_path
 def test_gpu_check_script_parses_and_covers_every_preset():
     """The prepared GPU check is valid bash and benches every preset (its CPU dry run is in
     docs/benchmarks.md; it needs a CUDA machine to mean anything)."""
-    from recursa.bench import PRESETS
+    from recursa.tools.bench import PRESETS
 
     from .conftest import REPO
     script = REPO / "scripts" / "gpu_check.sh"

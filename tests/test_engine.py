@@ -11,9 +11,8 @@ import torch
 from recursa.cli import main
 from recursa.config import ModelConfig
 from recursa.errors import RecursaError
-from recursa.evaluation.engine import Protocol, calls_per_step, think
+from recursa.inference.engine import Protocol, calls_per_step, think
 from recursa.models import DataSpec, build_model
-from recursa.models.act import refine
 
 
 def _model(**kw):
@@ -33,9 +32,20 @@ def _batch(B=12, seed=0):
             "puzzle_identifiers": torch.randint(0, 3, (B,), generator=g)}
 
 
+def _act_steps(model, batch, steps):
+    """The official evaluation: the ACT wrapper's forward from a fresh carry, ``steps`` times."""
+    out = []
+    with torch.inference_mode():
+        carry = model.initial_carry(batch)
+        for _ in range(steps):
+            carry, o = model(carry, batch)
+            out.append({"preds": o["logits"].argmax(-1), "q_halt": o["q_halt_logits"]})
+    return out
+
+
 def test_default_protocol_is_the_official_evaluation():
     model, batch = _model(), _batch()
-    ref = list(refine(model, batch))
+    ref = _act_steps(model, batch, model.halt_max_steps)
     snaps = list(think(model, batch, Protocol(max_steps=4)))
     assert len(snaps) == 4
     for r, s in zip(ref, snaps):

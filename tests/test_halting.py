@@ -13,9 +13,9 @@ from recursa import config
 from recursa.cli import main
 from recursa.data.format import load_split
 from recursa.evaluation import halting
-from recursa.evaluation.engine import Protocol
+from recursa.inference.engine import Protocol
 from recursa.evaluation.evaluate import evaluate
-from recursa.inference import load_checkpoint
+from recursa.inference.checkpoint import load_checkpoint
 from recursa.models.base import ANSWER_LOG_ODDS_CAP, answer_log_odds
 from recursa.tasks import build_sudoku
 from recursa.tasks.maze import build_maze

@@ -53,9 +53,9 @@ from recursa import storage
 from recursa.cli import main
 from recursa.data.format import load_split
 from recursa.errors import RecursaError
-from recursa.inference import load_checkpoint
+from recursa.inference.checkpoint import load_checkpoint
 from recursa.tasks import build_sudoku
-from recursa.training import checkpoint
+from recursa.inference import checkpoint
 
 from .conftest import REPO
 from .test_cli import TINY_TOML
@@ -427,7 +427,7 @@ def test_demo_out_dot_is_refused(tmp_path, capsys, monkeypatch):
 
 
 def test_a_failing_demo_puts_the_previous_demo_back(world, tmp_path, capsys, monkeypatch):
-    import recursa.demo as demo_mod
+    import recursa.tools.demo as demo_mod
 
     def fail(*a, **k):
         raise RecursaError("injected demo failure")

@@ -10,10 +10,10 @@ LAYERS = [
     ("errors", "storage", "perf", "device", "config"),
     ("models", "data"),
     ("tasks",),
+    ("inference",),
     ("evaluation",),
     ("training",),
-    ("inference", "display", "official", "render", "adapt", "results"),
-    ("demo", "bench", "bench_official", "sweep"),
+    ("tools",),
     ("cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
@@ -66,7 +66,7 @@ def test_no_module_imports_from_a_higher_layer():
 
 
 def test_the_trainer_holds_no_checkpoint_format():
-    """Checkpoint save/load lives in training/checkpoint.py: the trainer hands it objects and never
+    """The checkpoint format lives in inference/checkpoint.py and training/state.py: the trainer hands it objects and never
     names a file or a tensor key of the format."""
     src = (REPO / "recursa" / "training" / "trainer.py").read_text()
     for fragment in ("train_state.safetensors", "train_state.json", '"optim.', '"carry.', '"rng.torch"', "safetensors"):

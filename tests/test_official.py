@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from recursa.cli import main
 from recursa.data.format import load_split, make_split, write_dataset
 from recursa.evaluation.evaluate import evaluate
-from recursa.inference import load_checkpoint
+from recursa.inference.checkpoint import load_checkpoint
 
 from .conftest import data_file, fixture_file
 from . import numerics

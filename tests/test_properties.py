@@ -424,8 +424,8 @@ def test_import_official_identifiers(official, scratch, content):
 @FEW
 @given(data=st.data())
 def test_checkpoint_config_json(ckpt, scratch, data):
-    from recursa.inference import load_checkpoint
-    from recursa.training import checkpoint
+    from recursa.inference.checkpoint import load_checkpoint
+    from recursa.inference import checkpoint
     src = checkpoint.resolve(ckpt)
     meta = json.loads((src / "config.json").read_text())
     dst = scratch / "ck"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from recursa.cli import main
-from recursa.inference import load_checkpoint
-from recursa.render import changed, html_page, trace
+from recursa.inference.checkpoint import load_checkpoint
+from recursa.inference.render import changed, html_page, trace
 
 from .conftest import tiny_config
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from recursa import results
+from recursa.tools import results
 from recursa.cli import main
 from recursa.errors import RecursaError
 

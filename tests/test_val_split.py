@@ -173,7 +173,7 @@ def test_training_chooses_on_val_and_reports_on_test(tmp_path, val_data):
     tests = [r for r in rows if "test/exact_accuracy" in r]
     assert [r["step"] for r in evals] == [10, 20] and all(r["eval/split"] == "val" and r["eval/n"] == 16 for r in evals)
     assert len(tests) == 1 and tests[0]["test/n"] == 24 and tests[0]["step"] == 20
-    from recursa.training.checkpoint import read_best
+    from recursa.training.run_dir import read_best
     best = read_best(tmp_path / "run", "exact_accuracy", "val")  # kept by the validation evaluations
     assert best["split"] == "val" and read_best(tmp_path / "run", "exact_accuracy", "test") is None
     assert best["value"] == max(r["eval/exact_accuracy"] for r in evals)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..device import pick_device
+from ..training.adapt import adapt
+
 
 def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("ckpt", help="a trained ARC checkpoint or run directory")
@@ -35,8 +38,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from ..adapt import adapt
-    from ..device import pick_device
     adapt(args.ckpt, args.tasks, args.out, args.data_out, solutions_path=args.solutions, num_aug=args.num_aug,
           steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
           full_model=args.full_model, model_lr=args.model_lr, seed=args.seed, device=pick_device(args.device),

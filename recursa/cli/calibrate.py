@@ -17,7 +17,12 @@ from __future__ import annotations
 
 import json
 
+from ..data.format import load_split, read_task_info
+from ..device import pick_device
 from ..errors import RecursaError
+from ..evaluation import halting
+from ..inference.checkpoint import load_checkpoint
+from .eval import check_fit
 
 
 def add_arguments(p) -> None:
@@ -32,11 +37,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..data.format import load_split, read_task_info
-    from ..evaluation import halting
-    from ..device import pick_device
-    from ..inference import load_checkpoint
-    from .eval import check_fit
 
     tolerance = halting.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
     if not 0.0 <= tolerance < 1.0:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import RecursaError
+from ..tools.demo import PRESETS, run_demo
+
 
 def add_arguments(p: argparse.ArgumentParser):
-    from ..demo import PRESETS
     p.add_argument("--task", default="sudoku6", choices=list(PRESETS),
                    help="preset: " + "; ".join(f"{k} = {v.description} ({v.steps} steps)" for k, v in PRESETS.items())
                         + " (default sudoku6)")
@@ -41,8 +43,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from ..demo import run_demo
-    from ..errors import RecursaError
     if args.seed < 0 or args.hidden_size < 0 or args.sup_steps < 0:
         raise RecursaError("--seed, --hidden-size and --sup-steps must be >= 0")
     overrides = {}

@@ -44,7 +44,18 @@ import time
 from pathlib import Path
 
 from .. import storage
+from ..data.format import load_split, read_task_info
+from ..device import pick_device
 from ..errors import RecursaError
+from ..evaluation import halting
+from ..evaluation.evaluate import evaluate
+from ..inference import checkpoint
+from ..inference.checkpoint import load_checkpoint
+from ..inference.display import plot_curves
+from ..inference.engine import Protocol
+from ..storage import atomic_write_text
+from ..tools import results as results_mod
+from ..tools.results import check_label
 
 
 def add_arguments(p: argparse.ArgumentParser):
@@ -60,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--record", metavar="FILE",
                    help="add this evaluation as a figure to a results file (results/NAME.json: metrics, protocol, "
                         "command, the data's build command, the checkpoint's step, seed and config hash, the machine; "
-                        "recursa/results.py), under --label")
+                        "recursa/tools/results.py), under --label")
     p.add_argument("--label", help="with --record: the figure's name in the file (replaced when it exists)")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N puzzles (default all)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size (default 256)")
@@ -100,7 +111,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 def checkpoint_list(args) -> list[Path]:
     """The checkpoints named by CKPT / --checkpoints (/ --all-checkpoints), in order, each once."""
-    from ..training import checkpoint
 
     if (args.ckpt is None) == (args.checkpoints is None):
         raise RecursaError("name the checkpoint: either CKPT or --checkpoints A,B,... (not both)")
@@ -178,13 +188,6 @@ class _Tee:
 
 
 def run(args) -> int:
-    from ..data.format import load_split, read_task_info
-    from ..evaluation import halting
-    from ..evaluation.engine import Protocol
-    from ..evaluation.evaluate import evaluate
-    from ..device import pick_device
-    from ..inference import load_checkpoint
-    from ..storage import atomic_write_text
 
     if args.steps < 0 or args.max_steps < 0 or args.batch_size <= 0 or args.limit < 0:
         raise RecursaError("--steps, --max-steps and --limit must be >= 0, --batch-size > 0")
@@ -197,7 +200,6 @@ def run(args) -> int:
     if (args.record is None) != (args.label is None):
         raise RecursaError("--record FILE and --label NAME go together")
     if args.label is not None:
-        from ..results import check_label
         check_label(args.label)  # before the evaluation, not after it
     for flag, path in (("--json", args.json_out), ("--submission", args.submission), ("--plot", args.plot),
                        ("--record", args.record)):
@@ -243,7 +245,6 @@ def run(args) -> int:
             res["protocol"]["halt_threshold_source"] = why
         _print(loaded, res, args.data, args.split, scorer)
         if args.record:
-            from .. import results as results_mod
             fig = results_mod.eval_figure(res, loaded.meta, args.data, args.split)
             fig["command"] = results_mod.command_line(getattr(args, "_argv", None))
             if scorer is not None and scorer.key in res:
@@ -267,7 +268,6 @@ def run(args) -> int:
         atomic_write_text(dest, json.dumps(final.result().get("submission", {})) + "\n")
         print(f"  wrote {dest}")
     if args.plot:
-        from ..display import plot_curves
         plot_curves(Path(args.plot), results, trained_steps=results[0]["trained_steps"])
         print(f"  wrote {args.plot}")
     if args.json_out:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..inference.official import import_official, resolve_official
 from ..models import MODELS
 
 
@@ -40,7 +41,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from ..official import import_official, resolve_official
     ckpt, config_yaml = resolve_official(args.ckpt, args.step, args.config)
     import_official(ckpt, args.out, arch=args.arch, config_yaml=config_yaml, identifiers=args.identifiers,
                     data=args.data, seq_len=args.seq_len, overwrite=args.overwrite)

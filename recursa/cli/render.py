@@ -16,7 +16,12 @@ import argparse
 from pathlib import Path
 
 from .. import storage
+from ..data.format import load_split
+from ..device import pick_device
 from ..errors import RecursaError
+from ..inference.checkpoint import load_checkpoint
+from ..inference.render import html_page, png, trace
+from ..storage import atomic_write_text
 
 
 def add_arguments(p: argparse.ArgumentParser):
@@ -34,10 +39,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from ..device import pick_device
-    from ..inference import load_checkpoint
-    from ..render import html_page, png, trace
-    from ..storage import atomic_write_text
 
     if not args.html and not args.png:
         raise RecursaError("say what to write: --html FILE and/or --png FILE")
@@ -56,7 +57,6 @@ def run(args) -> int:
             raise RecursaError(refusal + "; or render a dataset row with --data DIR --index I")
         inputs, ident, title = task.parse_for_solve(args.puzzle, "--puzzle", allow_multiple=args.allow_multiple), 0, ""
     else:
-        from ..data.format import load_split
         split = load_split(args.data, args.split)
         if not 0 <= args.index < split.num_examples:
             raise RecursaError(f"--index {args.index}: {args.data}/{args.split} has rows 0..{split.num_examples - 1}")

@@ -14,12 +14,21 @@ blank lines. (ARC tasks need their puzzle embeddings: evaluate them with `recurs
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from ..display import show_refinement
+from .. import storage
+from ..device import pick_device
 from ..errors import RecursaError
+from ..evaluation import halting
+from ..inference.checkpoint import load_checkpoint
+from ..inference.display import show_refinement
+from ..inference.engine import Protocol, think
+from ..inference.render import Trace, terminal_trace
 
 
 def add_arguments(p: argparse.ArgumentParser):
@@ -48,12 +57,7 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    import torch
 
-    from ..evaluation import halting
-    from ..evaluation.engine import Protocol, think
-    from ..device import pick_device
-    from ..inference import load_checkpoint
 
     if args.steps < 0 or args.per_row < 1:
         raise RecursaError("--steps must be >= 0 and --per-row >= 1")
@@ -73,7 +77,6 @@ def run(args) -> int:
     if args.puzzle is not None:
         items = [(args.puzzle, "--puzzle")]
     else:
-        from .. import storage
         path = Path(args.file)
         # missing, a directory, unreadable, not UTF-8: one error line naming the file
         items = task.split_puzzles(storage.read_text(path, "file").splitlines(), path)
@@ -92,7 +95,6 @@ def run(args) -> int:
             preds.append(snap.preds[0].cpu().numpy())
             qs.append(float(snap.q_halt[0]))
         if args.trace:
-            from ..render import terminal_trace, Trace
             tr = Trace(f"{where}: {task.describe()}", task.render(inputs), [task.render(x) for x in preds],
                        [1.0 / (1.0 + float(np.exp(-q))) for q in qs],
                        [bool(task.check(inputs[None], x[None])[0]) for x in preds], loaded.model.halt_max_steps, {})
@@ -110,8 +112,6 @@ def run(args) -> int:
 
 
 def _use_color(choice: str) -> bool:
-    import os
-    import sys
     if choice != "auto":
         return choice == "always"
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 
+from .. import storage
 from ..errors import RecursaError
+from ..tools import results
+from ..tools.sweep import parse_variants, parse_vary, record_rows, sweep
 
 
 def add_arguments(p: argparse.ArgumentParser):
@@ -32,12 +35,11 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--eval-steps", type=int, default=0, help="evaluate at this depth (default: each run's trained depth)")
     p.add_argument("--record", metavar="FILE",
                    help="also write every run as a figure of this results file (results/NAME.json, "
-                        "recursa/results.py), named by the run")
+                        "recursa/tools/results.py), named by the run")
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate the first N puzzles of the evaluation split (default all)")
 
 
 def run(args) -> int:
-    from ..sweep import parse_variants, parse_vary, sweep
     try:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except ValueError:
@@ -46,13 +48,10 @@ def run(args) -> int:
         raise RecursaError("--seeds must be integers >= 0; --eval-steps and --eval-limit >= 0")
     variants = parse_variants(args.variant)
     if args.record:
-        from .. import storage
         storage.check_file_out(args.record, "--record")
     rows = sweep(args.config, parse_vary(args.vary) if args.vary or not variants else [], args.out,
                  overrides=args.overrides, seeds=seeds, eval_steps=args.eval_steps, eval_limit=args.eval_limit,
                  variants=variants)
     if args.record:
-        from .. import results
-        from ..sweep import record_rows
         print(f"recorded {len(rows)} runs in {record_rows(args.record, rows, args.out, results.command_line(args._argv))}")
     return 0

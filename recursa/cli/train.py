@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from .. import config
+from ..training.trainer import fit
 
 
 def add_arguments(p: argparse.ArgumentParser):
@@ -26,7 +27,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from ..training.trainer import fit
 
     cfg = config.load(args.config, args.overrides)
     fit(cfg, resume=args.resume, progress=not args.quiet, log=_quiet_log if args.quiet else print)

@@ -95,7 +95,7 @@ def make_split(inputs: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray |
 
 
 #: The `recursa build ...` command being run (set by the CLI around a build; None otherwise): the
-#: dataset's task.json records it as ``command``, for result records (recursa/results.py).
+#: dataset's task.json records it as ``command``, for result records (recursa/tools/results.py).
 BUILD_COMMAND: contextvars.ContextVar[str | None] = contextvars.ContextVar("BUILD_COMMAND", default=None)
 
 

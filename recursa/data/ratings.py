@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from ..errors import RecursaError
+from .format import read_task_info
 
 DEFAULT_BUCKETS = (0, 1, 10, 100)
 
@@ -61,7 +62,6 @@ class RatingBuckets:
     @classmethod
     def for_split(cls, data_dir, split) -> RatingBuckets | None:
         """The scorer for a split that has ratings, else None."""
-        from .format import read_task_info
 
         ratings = split.extras.get("ratings")
         if ratings is None:

@@ -29,9 +29,9 @@ import torch
 from ..data.dataset import iter_eval
 from ..data.format import IGNORE_LABEL_ID, Split
 from ..device import to_device
+from ..inference.engine import Protocol, think
 from ..models import ACT
 from ..tasks import Task
-from .engine import Protocol, think
 
 
 def evaluate(model: ACT, split: Split, task: Task | None, *, batch_size: int = 256, device=None,

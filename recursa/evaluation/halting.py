@@ -43,8 +43,8 @@ from ..data.dataset import iter_eval
 from ..data.format import IGNORE_LABEL_ID, Split
 from ..device import to_device
 from ..errors import RecursaError
+from ..inference.engine import Protocol, calls_per_step, think
 from ..models import ACT
-from .engine import Protocol, calls_per_step, think
 
 #: Thresholds tried, most cautious first.
 GRID = (0.9999, 0.999, 0.995, 0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5,

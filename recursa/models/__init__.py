@@ -6,8 +6,8 @@ import torch
 
 from ..config import ModelConfig
 from .act import ACT, Carry
-from .hrm import HRM
 from .base import DataSpec
+from .hrm import HRM
 from .trm import TRM, URM, Baseline, MultiLatentTRM, SingleLatentTRM
 
 MODELS = {"trm": TRM, "hrm": HRM, "baseline": Baseline, "urm": URM}

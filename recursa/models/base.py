@@ -15,7 +15,6 @@ from ..config import ModelConfig
 from ..errors import RecursaError
 from .layers import Block, Embedding, Linear, PuzzleEmbedding, RotaryEmbedding, trunc_normal_
 
-
 #: |log-odds| cap of :func:`answer_log_odds`: sigmoid(40) is 1 - 4e-18, past every threshold, and
 #: the halting loss's BCE stays finite.
 ANSWER_LOG_ODDS_CAP = 40.0

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from ..config import ModelConfig
-from .layers import ReasoningModule
 from .base import DataSpec, TwoStateModel
+from .layers import ReasoningModule
 
 
 class HRM(TwoStateModel):

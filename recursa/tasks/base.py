@@ -6,10 +6,16 @@ every checkpoint), so a checkpoint knows how to parse, check and draw its puzzle
 
 from __future__ import annotations
 
+import argparse
+import csv
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
+
+from ..errors import RecursaError
 
 
 class Task(Protocol):
@@ -137,7 +143,6 @@ class TaskBase:
         """``recursa adapt``: write the data of new tasks, their puzzle identifiers numbered from
         ``base_rows`` on; returns what was built. Families answered through puzzle embeddings
         (ARC) implement it."""
-        from ..errors import RecursaError
         raise RecursaError(f"{self.describe()}: nothing to adapt (its puzzles are not answered through per-task "
                            "puzzle embeddings)")
 
@@ -147,10 +152,7 @@ def read_benchmark_csv(path) -> tuple[list[str], list[str], list[str] | None, li
     Maze-Hard) -> (questions, answers, ratings or None, 1-based line numbers), strings unstripped.
     Columns are found by name; a missing column, a row of the wrong width or an unreadable file
     is an error naming the file and line."""
-    import csv
-    from pathlib import Path
 
-    from ..errors import RecursaError
 
     path = Path(path)
     questions, answers, ratings, lines = [], [], [], []
@@ -212,14 +214,12 @@ def carve_held_out(rng: np.random.Generator, rows: np.ndarray, candidates: np.nd
             chosen.append(i)
             if len(chosen) == n:
                 return np.sort(np.array(chosen, dtype=np.int64))
-    from ..errors import RecursaError
     raise RecursaError(f"--num-val {n}: {where} has only {len(chosen)} distinct training {noun} that are not test "
                        f"{noun}; ask for fewer")
 
 
 def machine_memory() -> int | None:
     """Physical memory of this machine in bytes (None where the OS does not say)."""
-    import os
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -230,7 +230,6 @@ def check_memory(n_bytes: int, what: str) -> None:
     """Refuse up front a build whose arrays (``n_bytes``, an estimate of what must be held at once)
     cannot fit in this machine's memory, e.g. ``--num-aug 1000000000000``, instead of running
     until the allocator fails."""
-    from ..errors import RecursaError
     total = machine_memory()
     if total is not None and n_bytes > total:
         raise RecursaError(f"{what}: the build would need about {n_bytes / 2**30:,.1f} GiB of memory, but this "
@@ -239,7 +238,6 @@ def check_memory(n_bytes: int, what: str) -> None:
 
 def count_arg(text: str) -> int:
     """argparse type of every seed, count and size option: a whole number >= 0."""
-    import argparse
     try:
         value = int(text.strip())
     except ValueError:
@@ -263,7 +261,6 @@ def add_out_arguments(p) -> None:
 
 def check_counts(args) -> None:
     """--num-train > 0, --num-test and --num-aug >= 0."""
-    from ..errors import RecursaError
     for name in ("num_train", "num_test", "num_aug"):
         if getattr(args, name) < 0:
             raise RecursaError(f"--{name.replace('_', '-')} must be >= 0")

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..data.format import make_split, write_dataset
 from ..errors import RecursaError
-from .base import BuildCommand, carve_held_out, TaskBase, check_memory, count_arg, read_benchmark_csv, seeded_split
+from .base import BuildCommand, TaskBase, carve_held_out, check_memory, count_arg, read_benchmark_csv, seeded_split
 from .grid import DIHEDRAL_INVERSE, dihedral, dihedral_rows
 
 CHARSET = "# SGo"

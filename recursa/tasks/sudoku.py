@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.format import make_split, write_dataset
+from ..data.ratings import RatingBuckets
 from ..errors import RecursaError
 from .base import BuildCommand, TaskBase, check_counts, check_memory, count_arg
 from .grid import DIHEDRAL_INVERSE, dihedral_rows
@@ -480,7 +481,6 @@ class SudokuTask(TaskBase):
 
     def scorer(self, data_dir, split):
         """Exact accuracy by rating bucket when the split carries ratings (Sudoku-Extreme builds)."""
-        from ..data.ratings import RatingBuckets
         return RatingBuckets.for_split(data_dir, split)
 
     def reference(self, inputs: np.ndarray) -> np.ndarray | None:

@@ -18,6 +18,7 @@ augmentation are vectorised over puzzles.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,7 +175,6 @@ def label(grids: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray, 
     (counts capped at 2, solutions, guesses)."""
     chunks = [grids[s:s + LABEL_CHUNK] for s in range(0, len(grids), LABEL_CHUNK)]
     if workers > 1 and len(chunks) > 1:
-        import multiprocessing as mp
         ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
         with ctx.Pool(min(workers, len(chunks))) as pool:
             parts = pool.map(_solve_chunk, chunks, chunksize=1)

@@ -1,1 +1,2 @@
-"""Training: losses, optimisers, EMA, checkpoints and the training loop."""
+"""Training: losses, optimisers, EMA, the run directory and its checkpoints, the training loop, and
+test-time adaptation of puzzle embeddings (:mod:`.adapt`)."""

@@ -18,6 +18,7 @@ evaluation, and an evaluation that fails never discards the weights.
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import time
@@ -25,24 +26,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import config as config_mod
 from .. import storage
 from ..config import RunConfig
 from ..data.dataset import TrainSampler
 from ..data.format import Split, check_task_matches, load_split, read_task_info, resolve_eval_split
+from ..device import pick_device, to_device
 from ..errors import RecursaError
 from ..evaluation import halting
 from ..evaluation.evaluate import evaluate
-from ..device import pick_device, to_device
+from ..inference.checkpoint import read_meta, resolve
 from ..models import ACT, Carry, DataSpec, build_model, count_parameters
 from ..tasks import load_task
-from . import checkpoint, distributed
+from . import distributed, run_dir, state
 from .ema import EMA
 from .logging import MetricLogger, Progress, fmt_time
 from .losses import act_loss, log_stablemax
 from .optim import AdamATan2, Muon, SignSGDSparse, lr_at
-
 
 # Entries a run directory may hold (anything else means train.out names someone else's directory).
 RUN_ENTRIES = {"config.toml", "metrics.jsonl", "checkpoints", "latest", ".lock", "tensorboard", "wandb"}
@@ -145,7 +147,6 @@ class Trainer:
         # broadcast) and/or compiled. Evaluation and checkpoints use the plain ``self.model``.
         self.net = self.model
         if self.dist.active:
-            from torch.nn.parallel import DistributedDataParallel
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 forward_sync_buffers=False)
@@ -352,9 +353,9 @@ class Trainer:
             sampler = self._sampler_before_pending if self._pending is not None else self.sampler.state_dict()
             progress = {"step": self.step, "elapsed": self.elapsed, "sampler": sampler, "skipped_steps": self.skipped,
                         "data": {"examples": self.train_split.num_examples, "groups": self.train_split.num_groups}}
-            weights, tensors, state_json = checkpoint.pack_train_state(self.model, self.ema, self.opt, carry,
+            weights, tensors, state_json = state.pack_train_state(self.model, self.ema, self.opt, carry,
                                                                        self.gen, progress)
-            path = checkpoint.save(self.run_dir, self.step, self._meta(), weights, tensors, state_json,
+            path = run_dir.save(self.run_dir, self.step, self._meta(), weights, tensors, state_json,
                                    keep=self.cfg.train.keep_checkpoints)
         self.last_good = path
         return path
@@ -383,12 +384,12 @@ class Trainer:
         weights = self.model.state_dict()
         if self.ema is not None:
             weights = {**weights, **self.ema.shadow}
-        checkpoint.save_best(self.run_dir, {**self._meta(), "step": self.step, "best": self.best}, weights)
+        run_dir.save_best(self.run_dir, {**self._meta(), "step": self.step, "best": self.best}, weights)
         self.progress.message(f"best {key} so far: {value:.4f} at step {self.step} -> {self.run_dir / 'best'}")
 
     def _load_state(self):
-        ckpt = checkpoint.resolve(self.run_dir)
-        meta = checkpoint.read_meta(ckpt)
+        ckpt = resolve(self.run_dir)
+        meta = read_meta(ckpt)
         cfg_path = ckpt / "config.json"
         saved = meta["config"]
         now = config_mod.to_dict(self.cfg)
@@ -414,7 +415,7 @@ class Trainer:
         if changed:
             self.log("note: resuming with changed settings (the run will differ from an uninterrupted one): "
                      + ", ".join(changed))
-        saved_state = checkpoint.TrainStateReader(ckpt, meta)
+        saved_state = state.TrainStateReader(ckpt, meta)
         step = saved_state.field("step", int, "an integer")
         elapsed = saved_state.field("elapsed", (int, float), "a number")
         data = saved_state.state.get("data")
@@ -437,7 +438,7 @@ class Trainer:
         self.skipped = int(saved_state.state.get("skipped_steps", 0) or 0)
         self.last_good = ckpt
         if self.cfg.train.keep_best:
-            self.best = checkpoint.read_best(self.run_dir, self.cfg.train.keep_best, self.eval_split_name)
+            self.best = run_dir.read_best(self.run_dir, self.cfg.train.keep_best, self.eval_split_name)
         self.log(f"resumed {self.run_dir} at step {self.step}")
 
     # ------------------------------------------------------------------ loop
@@ -557,7 +558,6 @@ class Trainer:
                 # DDP's reducer holds the process group: free it first, or the group's threads are
                 # torn down at interpreter exit and abort the process
                 self.net = self.model
-                import gc
                 gc.collect()
             distributed.teardown(self.dist)
 

@@ -61,8 +61,8 @@ def check_run(run: str) -> dict:
     import torch
     from safetensors.torch import load_file
 
-    from recursa.inference import load_checkpoint
-    from recursa.training import checkpoint
+    from recursa.inference.checkpoint import load_checkpoint
+    from recursa.inference import checkpoint
 
     try:
         ckpt = checkpoint.resolve(run)

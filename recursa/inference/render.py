@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .display import save_figure
-from .evaluation.engine import Protocol, think
+from .engine import Protocol, think
 
 
 @dataclass

@@ -30,11 +30,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config as config_mod
-from . import storage
-from .errors import RecursaError
-from .storage import atomic_write_text
-from .training.logging import fmt_time
+from .. import config as config_mod
+from .. import storage
+from ..data.dataset import collate
+from ..data.format import BUILD_COMMAND, load_split
+from ..device import to_device
+from ..errors import RecursaError
+from ..evaluation.evaluate import evaluate
+from ..inference.checkpoint import load_checkpoint
+from ..inference.display import save_figure, show_refinement
+from ..inference.engine import Protocol, think
+from ..storage import atomic_write_text
+from ..tasks import BUILDERS
+from ..training.logging import fmt_time
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,6 @@ TRAIN_DEFAULTS = {"batch_size": 64, "lr": 2e-3, "lr_warmup_steps": 50, "weight_d
 
 
 def _build_data(preset: DemoTask, out: Path, seed: int) -> None:
-    from .data.format import BUILD_COMMAND
-    from .tasks import BUILDERS
     args = dict(preset.build)
     name = args.pop("task")
     preset_name = next(k for k, v in PRESETS.items() if v is preset)
@@ -180,7 +186,6 @@ def _train_both(cfgs: dict[str, config_mod.RunConfig], out: Path, parallel: bool
 
 
 def _plot(path: Path, trm_by_step: list[float], baseline: float, title: str) -> None:
-    from .display import save_figure
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -254,13 +259,6 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", steps: int | 
 
 def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parallel: bool, t0: float,
          say) -> dict:
-    from .display import show_refinement
-    from .data.dataset import collate
-    from .data.format import load_split
-    from .evaluation.evaluate import evaluate
-    from .device import to_device
-    from .inference import load_checkpoint
-    from .models.act import refine
 
     cores = os.cpu_count() or 1
     parallel = parallel and cores >= 2
@@ -325,16 +323,16 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
     idx = np.arange(min(test.num_examples, 64))
     batch_np = collate(test, idx, test.example_identifiers(idx))
     batch = to_device(batch_np, next(base.model.parameters()).device)
-    base_pred = list(refine(base.model, batch))[-1]["preds"].numpy()
+    base_pred = list(think(base.model, batch, Protocol.as_trained(base.model)))[-1].preds.numpy()
     base_ok = (base_pred == batch_np["labels"]).all(-1)
-    trm_steps = list(refine(trm.model, batch))
-    trm_ok = (trm_steps[-1]["preds"].numpy() == batch_np["labels"]).all(-1)
+    trm_steps = list(think(trm.model, batch, Protocol.as_trained(trm.model)))
+    trm_ok = (trm_steps[-1].preds.numpy() == batch_np["labels"]).all(-1)
     # Prefer a puzzle TRM solves and the baseline does not, with the most cells fixed by recursion.
-    wrong_at_1 = (trm_steps[0]["preds"].numpy() != batch_np["labels"]).sum(-1)
+    wrong_at_1 = (trm_steps[0].preds.numpy() != batch_np["labels"]).sum(-1)
     score = np.where(trm_ok & ~base_ok, 1000 + wrong_at_1, np.where(trm_ok, wrong_at_1, -1))
     pick = int(np.argmax(score))
-    text, _ = show_refinement(trm.task, batch_np["inputs"][pick], [s["preds"][pick].numpy() for s in trm_steps],
-                              [float(s["q_halt"][pick]) for s in trm_steps])
+    text, _ = show_refinement(trm.task, batch_np["inputs"][pick], [s.preds[pick].numpy() for s in trm_steps],
+                              [float(s.q_halt[pick]) for s in trm_steps])
     say(text)
     say(f"  (the baseline's answer to this puzzle is {'right' if base_ok[pick] else 'wrong'})")
     say("")

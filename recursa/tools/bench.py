@@ -19,10 +19,12 @@ One JSON object per run (see ``docs/benchmarks.md`` for the schema):
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,10 +33,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from . import config as config_mod
+from .. import config as config_mod
+from ..data.format import make_split, write_dataset
+from ..device import pick_device, to_device
+from ..errors import RecursaError
+from ..inference.engine import Protocol, think
+from ..models import DataSpec, build_model, fused
+from ..perf import allocator_state
+from ..training.trainer import Trainer
 from .bench_official import OfficialDriver, same_math
-from .errors import RecursaError
 
 SEQ_LEN, VOCAB = 81, 11  # Sudoku-shaped: 81 cells, PAD + blank + 9 digits
 
@@ -68,7 +77,6 @@ TRAIN = {"optimizer": "adamw", "lr": 1e-4, "beta1": 0.9, "beta2": 0.95, "weight_
 
 def synthetic_dataset(out: Path, examples: int, seed: int = 0) -> None:
     """Random Sudoku-shaped puzzles (one puzzle identifier): speed does not depend on content."""
-    from .data.format import make_split, write_dataset
     rng = np.random.default_rng(seed)
     inputs = rng.integers(1, VOCAB, size=(examples, SEQ_LEN))
     labels = rng.integers(2, VOCAB, size=(examples, SEQ_LEN))
@@ -100,7 +108,6 @@ class _MatmulShapes(torch.utils._python_dispatch.TorchDispatchMode):
 
 def _count(fn) -> tuple[float, tuple[int, int, int] | None]:
     """(matmul GFLOP of one call of ``fn``, the largest matmul shape by FLOPs)."""
-    from torch.utils.flop_counter import FlopCounterMode
     shapes = _MatmulShapes()
     with FlopCounterMode(display=False) as counter, shapes:
         fn()
@@ -139,8 +146,6 @@ class _Step:
 
     def __init__(self, impl: str, target: str, preset: Preset, batch: int, dtype: str, dev: torch.device,
                  threads: int, compile: bool, work: Path, official: str | None):
-        from .device import to_device
-        from .models.act import refine
 
         self.trainer = None
         if impl == "official":
@@ -151,7 +156,6 @@ class _Step:
                 driver.model.inner.forward = torch.compile(driver.model.inner.forward)
             return
         if target == "infer":  # the inference engine alone, as `recursa eval` runs it after loading
-            from .models import DataSpec, build_model
             cfg = config_mod.ModelConfig(**{**preset.model, "forward_dtype": dtype})
             model = build_model(cfg, DataSpec(VOCAB, SEQ_LEN, 2), seed=0).to(dev).eval()
             self.params = sum(x.numel() for x in model.parameters())
@@ -159,12 +163,13 @@ class _Step:
                 model.inner.forward = torch.compile(model.inner.forward)
             data = synthetic_batch(batch, dev)
 
+            protocol = Protocol.as_trained(model)
+
             def one():
-                for _ in refine(model, data):
+                for _ in think(model, data, protocol):
                     pass
             self.one = one
             return
-        from .training.trainer import Trainer
         synthetic_dataset(work / "data", max(4 * batch, 256))
         cfg = config_mod.from_dict({"model": {**preset.model, "forward_dtype": dtype},
                                     "train": {**TRAIN, "data": str(work / "data"), "out": str(work / "run"),
@@ -196,11 +201,8 @@ def run(target: str, preset: str, *, dtype: str = "float32", threads: int = 0, d
         impl: str = "recursa", official: str | None = None, reference_ops: bool = False) -> dict:
     """Measure ``target`` ("train" or "infer") on ``preset``; returns the JSON row. ``batch`` 0 means
     the preset's batch size. ``impl="official"`` drives the official TRM code found in the
-    checkout ``official`` the way its training and evaluation loops do (see :mod:`recursa.bench_official`);
+    checkout ``official`` the way its training and evaluation loops do (see :mod:`recursa.tools.bench_official`);
     ``reference_ops`` runs recursa with the plain PyTorch elementwise ops (no :mod:`recursa.models.fused`)."""
-    from .device import pick_device
-    from .models import fused
-    from .perf import allocator_state
 
     p = _check_args(preset, threads, seconds, steps, warmup, batch)
     if impl not in ("recursa", "official"):
@@ -251,9 +253,6 @@ def run_pair(target: str, preset: str, official: str, *, dtype: str = "float32",
     """Both implementations in this one process, their steps alternated (official, recursa,
     official, ...) so that both see the same machine at the same moments: the speed ratio of the
     code alone (same allocator, same threads). ``steps``/``seconds`` count per implementation."""
-    from .device import pick_device
-    from .models import fused
-    from .perf import allocator_state
 
     p = _check_args(preset, threads, seconds, steps, warmup, batch)
     if threads:
@@ -311,9 +310,7 @@ def compare(target: str, preset: str, official: str, *, official_malloc: str = "
        users run it (``official_malloc="tuned"``: with recursa's). The medians of each side's
        rows, the speed and peak-memory ratios.
 
-    Also :func:`recursa.bench_official.same_math`'s differences (same weights, one step)."""
-    import json
-    import subprocess
+    Also :func:`recursa.tools.bench_official.same_math`'s differences (same weights, one step)."""
 
 
     _check_args(preset, kw.get("threads", 0), kw.get("seconds", 1.0), kw.get("steps", 0), kw.get("warmup", 0),

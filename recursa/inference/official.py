@@ -14,19 +14,19 @@ dataset's ``identifiers.json`` (or ``--data``) to keep it with the imported chec
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 from pathlib import Path
 
 import torch
+import yaml
 
-from . import config as config_mod
-from . import storage
-from .data.format import read_task_info
-from .errors import RecursaError
-from .models import DataSpec, build_model, count_parameters
-from .training import checkpoint
+from .. import config as config_mod
+from .. import storage
+from ..data.format import load_split, read_task_info
+from ..errors import RecursaError
+from ..models import DataSpec, build_model, count_parameters
+from . import checkpoint
 
 # official arch field -> recursa ModelConfig field (same meaning)
 SAME = ("hidden_size", "num_heads", "expansion", "H_cycles", "L_cycles", "L_layers", "halt_max_steps",
@@ -57,7 +57,6 @@ def detect_arch(name: str) -> str | None:
 
 def read_official_config(path: Path, arch: str | None) -> tuple[dict, dict, list[str]]:
     """(model fields, extras such as loss type, unknown arch fields) from ``all_config.yaml``."""
-    import yaml
 
     if not path.exists():
         raise RecursaError(f"{path}: config file not found")
@@ -219,7 +218,6 @@ def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, conf
             + (" (eval/solve --dtype float32 computes in float32)" if "forward_dtype" in " ".join(defaults) else ""))
     task = None
     if data is not None:
-        from .data.format import load_split
         meta = load_split(data, "test").meta
         if seq_len is not None and seq_len != meta["seq_len"]:
             raise RecursaError(f"--seq-len {seq_len} disagrees with {data}: seq_len {meta['seq_len']}")

@@ -25,16 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import storage
-from .data.dataset import TrainSampler
-from .data.format import load_split
-from .device import to_device
-from .errors import RecursaError
-from .inference import load_checkpoint
-from .models import DataSpec, build_model
-from .training import checkpoint
-from .training.losses import act_loss
-from .training.optim import SignSGDSparse
+from .. import storage
+from ..data.dataset import TrainSampler
+from ..data.format import load_split
+from ..device import to_device
+from ..errors import RecursaError
+from ..inference.checkpoint import load_checkpoint, write_checkpoint_dir
+from ..models import DataSpec, build_model
+from .losses import act_loss
+from .optim import SignSGDSparse
 
 
 def adapt(ckpt, tasks_path, out, data_out, *, solutions_path=None, num_aug: int = 8, steps: int = 200,
@@ -99,7 +98,7 @@ def adapt(ckpt, tasks_path, out, data_out, *, solutions_path=None, num_aug: int 
         "from": str(loaded.path), "data": str(data_out), **info, "steps": steps, "batch_size": sampler.batch_size,
         "lr": lr, "weight_decay": weight_decay, "full_model": full_model, "model_lr": model_lr if full_model else None,
         "num_aug": num_aug, "seed": seed, "seconds": round(time.perf_counter() - t0, 2)}})
-    path = checkpoint.write_checkpoint_dir(out, meta, weights)
+    path = write_checkpoint_dir(out, meta, weights)
     log(f"wrote {path}: {spec.num_puzzle_identifiers - base} new embedding rows fitted for {steps} steps "
         f"({'whole model' if full_model else 'network frozen'}); evaluate: recursa eval {path} --data {data_out}")
     return path

@@ -18,9 +18,21 @@ import json
 import time
 from pathlib import Path
 
-from . import config as config_mod
-from . import storage
-from .errors import RecursaError
+import numpy as np
+
+from .. import config as config_mod
+from .. import storage
+from ..data.format import load_split, read_task_info, resolve_eval_split
+from ..device import pick_device
+from ..errors import RecursaError
+from ..evaluation.evaluate import evaluate
+from ..inference.checkpoint import load_checkpoint, read_meta, resolve
+from ..inference.display import save_figure
+from ..inference.engine import Protocol, calls_per_step
+from ..storage import atomic_write_text
+from ..tasks import load_task
+from ..training.trainer import Trainer
+from . import results
 
 
 def parse_vary(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -103,13 +115,6 @@ def _value(text: str):
 def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path, *, overrides: list[str] = (),
           seeds: list[int] = (0,), eval_steps: int = 0, eval_limit: int = 0,
           variants: list[tuple[str, list[str]]] = (), log=print) -> list[dict]:
-    from .data.format import load_split, read_task_info, resolve_eval_split
-    from .evaluation.engine import Protocol, calls_per_step
-    from .evaluation.evaluate import evaluate
-    from .inference import load_checkpoint
-    from .tasks import load_task
-    from .storage import atomic_write_text
-    from .training.trainer import Trainer
 
     out = Path(out)
     if not vary and not variants:
@@ -150,7 +155,6 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
         trainer = Trainer(cfg, resume=(run / "latest").is_file(), progress=False, log=lambda *a: None)
         trainer.fit()
         train_s = time.perf_counter() - t0
-        from .device import pick_device
         loaded = load_checkpoint(run, pick_device(cfg.train.device))
         split_name = resolve_eval_split(cfg.train.data, cfg.train.eval_split)
         split = load_split(cfg.train.data, split_name)
@@ -182,10 +186,7 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
 
 
 def record_rows(path, rows: list[dict], out, command: str) -> Path:
-    """Every run of a sweep as a figure of the results file ``path`` (recursa/results.py)."""
-    from . import results
-    from .data.format import resolve_eval_split
-    from .training.checkpoint import read_meta, resolve
+    """Every run of a sweep as a figure of the results file ``path`` (recursa/tools/results.py)."""
     machine = results.machine()
     for r in rows:
         meta = read_meta(resolve(Path(out) / r["run"]))
@@ -206,9 +207,7 @@ def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from .display import save_figure
 
     short = [_column(k) for k in keys]
     curves = any(r.get("curve") for r in rows)

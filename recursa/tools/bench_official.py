@@ -26,7 +26,9 @@ from types import SimpleNamespace
 
 import torch
 
-from .errors import RecursaError
+from .. import config as config_mod
+from ..errors import RecursaError
+from ..models import DataSpec, build_model
 
 SEQ_LEN, VOCAB, NUM_IDS = 81, 11, 2
 TRM_FILE = Path("models/recursive_reasoning/trm.py")
@@ -77,7 +79,7 @@ class OfficialDriver:
 
     def __init__(self, root: Path, model: dict, batch: int, dtype: str, device: torch.device,
                  data: dict[str, torch.Tensor], train: dict):
-        """``train``: the optimiser settings recursa's side of the bench uses (recursa.bench.TRAIN)."""
+        """``train``: the optimiser settings recursa's side of the bench uses (recursa.tools.bench.TRAIN)."""
         mods = load_official(root)
         with torch.device(device):
             self.model = mods.trm.TinyRecursiveReasoningModel_ACTV1(official_config(model, batch, dtype))
@@ -118,8 +120,6 @@ class OfficialDriver:
 def same_math(root: Path, model: dict, batch: dict[str, torch.Tensor], dtype: str = "float32") -> dict:
     """Both implementations with the same weights (recursa's, puzzle embeddings made non-zero), one
     supervision step in eval mode: the largest absolute differences of logits, q_halt, z_H, z_L."""
-    from . import config as config_mod
-    from .models import DataSpec, build_model
 
     mods = load_official(root)
     cfg = config_mod.ModelConfig(**{**model, "forward_dtype": dtype})

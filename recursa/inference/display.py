@@ -3,7 +3,12 @@ step, side by side (``recursa solve`` and the demo)."""
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
+
+from ..storage import atomic_write_bytes
 
 
 def side_by_side(blocks: list[str], titles: list[str], gap: int = 4) -> str:
@@ -50,12 +55,9 @@ def show_refinement(task, inputs: np.ndarray, step_preds: list[np.ndarray], q_ha
 def save_figure(fig, path) -> None:
     """Write a matplotlib figure as PNG atomically (no half-written image on a crash or a full
     disk) and close it."""
-    import io
-    from pathlib import Path
 
     import matplotlib.pyplot as plt
 
-    from .storage import atomic_write_bytes
 
     buf = io.BytesIO()
     try:
@@ -72,7 +74,6 @@ def plot_curves(path, results: list[dict], trained_steps: int | None = None) -> 
     with an optional "checkpoint" label) as one PNG, written atomically: exact accuracy and valid
     rate after every supervision step; when the model's halting head first says "done"; exact
     accuracy against network applications per puzzle."""
-    from pathlib import Path
 
     import matplotlib
     matplotlib.use("Agg")

@@ -21,8 +21,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import storage
-from .errors import RecursaError
+import torch
+
+from .. import config as config_mod
+from .. import storage
+from ..data.format import read_task_info
+from ..errors import RecursaError
 
 SCHEMA = 1
 #: Environment variables that emulate a CPU with fewer instruction sets (scripts/emulate_isa.sh).
@@ -44,7 +48,6 @@ def cpu_name() -> str:
 
 def machine() -> dict:
     """The machine a figure was measured on."""
-    import torch
     return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
             "isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
             "emulation": {k: os.environ[k] for k in ISA_ENV if k in os.environ},
@@ -54,7 +57,6 @@ def machine() -> dict:
 def config_sha256(config: dict) -> str:
     """The hash of a run's resolved config without where it was written (train.out, train.data) and
     without the settings that have no effect: the same computation on another path hashes the same."""
-    from . import config as config_mod
     cfg = json.loads(json.dumps(config))
     for key in ("out", "data"):
         cfg.get("train", {}).pop(key, None)
@@ -76,7 +78,6 @@ def command_line(argv: list[str] | None = None) -> str:
 def data_facts(data_dir: str | Path, split: str, n: int) -> dict:
     """The evaluated data: its directory (relative as given; an absolute one by its name only, so no
     machine's paths are recorded), split, size and build command."""
-    from .data.format import read_task_info
     info = read_task_info(data_dir)
     where = Path(data_dir)
     return {"dir": str(where if not where.is_absolute() else where.name), "split": split, "n": n, "build": info.get("command"), "task": info.get("task"),

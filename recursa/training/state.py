@@ -1,0 +1,127 @@
+"""A training run's state in a checkpoint (``train_state.safetensors`` + ``train_state.json``):
+raw weights and buffers, EMA shadow, optimiser moments, the ACT carry (recursion state and current
+puzzles of every batch row), generator states, sampler position, step and elapsed time.
+
+:func:`pack_train_state` turns a trainer's objects into those files' contents and
+:class:`TrainStateReader` restores them, so the trainer holds no file format of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import storage
+from ..errors import RecursaError
+from ..inference.checkpoint import load_tensors, load_weights_into, verify
+from ..models.act import Carry
+
+
+def pack_train_state(model: torch.nn.Module, ema, opt: torch.optim.Optimizer, carry, gen: torch.Generator,
+                     progress: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """What :func:`save` writes for a training run: (inference weights, ``train_state`` tensors,
+    ``train_state`` JSON). The inference weights are the EMA ones when ``ema`` is on. ``progress``
+    (step, elapsed, sampler state, skipped steps, data size) goes into the JSON as it is."""
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.shadow.items()})
+    opt_state = opt.state_dict()
+    opt_json = {"param_groups": opt_state["param_groups"], "state_keys": {}}
+    for idx, st in opt_state["state"].items():
+        opt_json["state_keys"][str(idx)] = sorted(st)
+        for name, v in st.items():
+            tensors[f"optim.{idx}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    if carry is not None:
+        for i, s in enumerate(carry.state):
+            tensors[f"carry.state.{i}"] = s
+        tensors["carry.steps"], tensors["carry.halted"] = carry.steps, carry.halted
+        tensors.update({f"carry.data.{k}": v for k, v in carry.data.items()})
+    tensors["rng.torch"] = gen.get_state()
+    state_json = {**progress, "optimizer": opt_json, "has_carry": carry is not None,
+                  "carry_state_len": len(carry.state) if carry is not None else 0}
+    weights = model.state_dict()
+    if ema is not None:
+        weights = {**weights, **ema.shadow}
+    return weights, tensors, state_json
+
+
+class TrainStateReader:
+    """A checkpoint's ``train_state`` files, read and verified, restored piece by piece into a
+    trainer's objects; every problem is one error naming the file and the key."""
+
+    def __init__(self, ckpt: Path, meta: dict):
+        self.ts_path, self.sj_path = ckpt / "train_state.safetensors", ckpt / "train_state.json"
+        self.tensors = load_tensors(self.ts_path, meta)
+        verify(self.sj_path, meta)
+        self.state = storage.read_json(self.sj_path, expect=dict)
+
+    def field(self, key: str, kind, what: str):
+        v = self.state.get(key)
+        if v is None or not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise RecursaError(f"{self.sj_path}: missing or invalid '{key}' (expected {what})")
+        return v
+
+    def tensor(self, name: str) -> torch.Tensor:
+        if name not in self.tensors:
+            raise RecursaError(f"{self.ts_path}: missing tensor '{name}'")
+        return self.tensors[name]
+
+    def restore_model(self, model: torch.nn.Module, ema, device) -> None:
+        load_weights_into(model, {k[6:]: v for k, v in self.tensors.items() if k.startswith("model.")}, self.ts_path)
+        if ema is not None:
+            shadow = {k[4:]: v.to(device) for k, v in self.tensors.items() if k.startswith("ema.")}
+            for k, v in ema.shadow.items():
+                if k not in shadow or shadow[k].shape != v.shape:
+                    raise RecursaError(f"{self.ts_path}: missing or wrongly-shaped EMA tensor 'ema.{k}'")
+            ema.shadow = {k: shadow[k].to(v.dtype) for k, v in ema.shadow.items()}
+
+    def restore_optimizer(self, opt: torch.optim.Optimizer, what: str) -> None:
+        """``what`` names the optimiser setting for the error when the state does not fit it."""
+        opt_json = self.field("optimizer", dict, "the optimizer state")
+        try:
+            groups = opt_json["param_groups"]
+            keys = opt_json["state_keys"]
+            params = [p for g in opt.param_groups for p in g["params"]]
+            opt_state = {"param_groups": groups, "state": {}}
+            for i, names in keys.items():
+                st = {}
+                for n in names:
+                    v = self.tensor(f"optim.{i}.{n}")
+                    if n in ("exp_avg", "exp_avg_sq", "momentum_buffer") and v.shape != params[int(i)].shape:
+                        raise RecursaError(f"{self.ts_path}: optim.{i}.{n} has shape {tuple(v.shape)}, the parameter "
+                                           f"{tuple(params[int(i)].shape)}")
+                    st[n] = v
+                opt_state["state"][int(i)] = st
+            opt.load_state_dict(opt_state)
+        except RecursaError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            raise RecursaError(f"{self.sj_path}: the optimizer state does not fit {what} "
+                               f"({type(e).__name__}: {e})") from None
+
+    def restore_carry(self, batch_size: int, device):
+        """The saved ACT carry (None when the run had none), checked against ``batch_size`` rows."""
+        if not self.field("has_carry", bool, "true/false"):
+            return None
+        n = self.field("carry_state_len", int, "an integer")
+        t = self.tensor
+        carry = Carry(state=tuple(t(f"carry.state.{i}").to(device) for i in range(n)),
+                      steps=t("carry.steps").to(device), halted=t("carry.halted").to(device),
+                      data={k: t(f"carry.data.{k}").to(device) for k in ("inputs", "labels", "puzzle_identifiers")})
+        if any(x.shape[0] != batch_size for x in (*carry.state, carry.steps, carry.halted, *carry.data.values())):
+            raise RecursaError(f"{self.ts_path}: the saved ACT carry is not for train.batch_size = {batch_size}")
+        return carry
+
+    def restore_generator(self, gen: torch.Generator) -> None:
+        try:
+            gen.set_state(self.tensor("rng.torch"))
+        except (RuntimeError, TypeError) as e:
+            raise RecursaError(f"{self.ts_path}: tensor 'rng.torch' is not a generator state ({e})") from None
+
+    def restore_sampler(self, sampler) -> None:
+        state = self.field("sampler", dict, "the sampler state")
+        try:
+            sampler.load_state_dict(state)
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecursaError(f"{self.sj_path}: invalid 'sampler' state ({type(e).__name__}: {e})") from None
