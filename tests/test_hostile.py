@@ -479,7 +479,7 @@ def test_check_out_decides_what_may_be_replaced(world, tmp_path, what, kind, ove
 # ====================================================================== (2) final eval after the final save
 @pytest.fixture
 def failing_eval(monkeypatch):
-    import recursa.training.trainer as tr
+    import recursa.training.evals as tr
 
     def install(exc: BaseException):
         def boom(*a, **k):
@@ -1306,7 +1306,7 @@ def test_train_out_that_is_not_a_run_directory(world, tmp_path, capsys, monkeypa
 
 
 def test_an_unexpected_bug_is_one_internal_error_line_and_debug_shows_the_traceback(world, capsys, monkeypatch):
-    import recursa.evaluation.evaluate as ev
+    import recursa.cli.eval as ev
 
     def bug(*a, **k):
         raise KeyError("injected bug")

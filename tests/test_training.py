@@ -172,7 +172,8 @@ def test_depth_curriculum_runs_the_scheduled_depth_and_evaluates_at_full_depth(t
     runs that depth in the training step (counted network calls) and the [model] depth otherwise."""
     from recursa import config
     from recursa.device import to_device
-    from recursa.training.trainer import Trainer, depth_at
+    from recursa.training.methods import depth_at
+    from recursa.training.trainer import Trainer
     cur = [[0.0, 1, 2], [0.3, 2, 4], [0.6, 3, 6]]
     assert [depth_at(cur, s, 10) for s in range(10)] == [(1, 2)] * 3 + [(2, 4)] * 3 + [(3, 6)] * 4
     cfg = config.replace(tiny_config(tiny_data, tmp_path / "run", steps=10, depth_curriculum=cur),
@@ -268,7 +269,8 @@ def test_stochastic_depth_draws_the_cycles_per_step_reproducibly(tiny_data, tmp_
     a function of (seed, step); evaluation runs H."""
     from recursa import config
     from recursa.device import to_device
-    from recursa.training.trainer import Trainer, stochastic_cycles
+    from recursa.training.methods import stochastic_cycles
+    from recursa.training.trainer import Trainer
     draws = [stochastic_cycles(0.5, 4, 3, s) for s in range(400)]
     assert draws == [stochastic_cycles(0.5, 4, 3, s) for s in range(400)]
     assert set(draws) == {1, 2, 3, 4} and 0.55 < draws.count(4) / 400 < 0.7  # 0.5 + 0.5 / 4 = 0.625

@@ -40,7 +40,7 @@ import torch
 
 from .. import storage
 from ..data.dataset import iter_eval
-from ..data.format import IGNORE_LABEL_ID, Split
+from ..data.format import IGNORE_LABEL_ID, Split, check_task_matches, load_split
 from ..device import to_device
 from ..errors import RecursaError
 from ..inference.engine import Protocol, calls_per_step, think
@@ -171,6 +171,18 @@ def calibrate(model: ACT, split: Split, task, *, split_name: str = "val", step: 
     return rec
 
 
+def calibrate_run(ckpt: Path, model: ACT, data_dir, task, *, step: int, batch_size: int, device) -> str:
+    """:func:`calibrate` on the ``val/`` split of ``data_dir`` (checked against ``task``), stored
+    into the checkpoint ``ckpt``: what a run with ``train.calibrate_halt`` does at its end. Returns
+    the line the training log says about it."""
+    val = load_split(data_dir, "val")
+    if task is not None:
+        check_task_matches(task, val.meta, Path(data_dir), "val")
+    rec = calibrate(model, val, task, step=step, batch_size=batch_size, device=device)
+    store(ckpt, rec)
+    return describe(rec)
+
+
 def store(ckpt: Path, record: dict) -> None:
     """Put ``record`` into the checkpoint's config.json under ``halting`` (atomically; the weights'
     checksums there are unchanged)."""
@@ -181,6 +193,17 @@ def store(ckpt: Path, record: dict) -> None:
 
 
 SIGNAL_WORDS = {"head": "the q head", "answer": "the answer's probability"}
+
+
+def describe(rec: dict) -> str:
+    """One line on a calibration record, for the training log."""
+    if rec["threshold"] is None:
+        return (f"halting: no threshold keeps the accuracy on {rec['n']} validation puzzles; "
+                "--adaptive will run every step")
+    return (f"halting: --adaptive will stop at confidence {rec['threshold']} of "
+            f"{SIGNAL_WORDS[rec['signal']]} (on {rec['n']} validation "
+            f"puzzles: exact {rec['adaptive_exact']:.3f} in {rec['adaptive_mean_steps']:.2f} steps, fixed "
+            f"{rec['fixed_exact']:.3f} in {rec['max_steps']})")
 
 
 def resolve_threshold(meta: dict, given: float | None, source: str = "config.json",

@@ -22,7 +22,6 @@ use the ``generator`` passed in, so training is reproducible and resumable.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -36,6 +35,11 @@ class Carry:
     steps: torch.Tensor  # (B,) int32, supervision steps taken by the current puzzle
     halted: torch.Tensor  # (B,) bool, the row finished at the previous call
     data: dict[str, torch.Tensor]  # the rows' current puzzles (DATA_KEYS)
+
+    def map(self, f) -> "Carry":
+        """The carry with ``f`` applied to every tensor (e.g. a rank's rows, or all ranks' gathered)."""
+        return Carry(state=tuple(f(x) for x in self.state), steps=f(self.steps), halted=f(self.halted),
+                     data={k: f(v) for k, v in self.data.items()})
 
 
 class ACT(nn.Module):
@@ -102,20 +106,3 @@ class ACT(nn.Module):
                     target = torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
                     outputs["target_q_continue"] = torch.sigmoid(target)
         return Carry(state=state, steps=steps, halted=halted, data=data), outputs
-
-
-@torch.inference_mode()
-def refine(model: ACT, batch: dict[str, torch.Tensor], steps: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    """Run ``steps`` supervision steps (default: the trained ``halt_max_steps``) on a fresh carry;
-    yield after each the predicted tokens, the halting logit and the logits."""
-    model.eval()
-    steps = steps or model.halt_max_steps
-    trained_max = model.halt_max_steps
-    model.halt_max_steps = max(steps, trained_max)  # allow thinking longer than trained
-    try:
-        carry = model.initial_carry(batch)
-        for _ in range(steps):
-            carry, out = model(carry, batch)
-            yield {"preds": out["logits"].argmax(-1), "q_halt": out["q_halt_logits"], "logits": out["logits"]}
-    finally:
-        model.halt_max_steps = trained_max

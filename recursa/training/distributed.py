@@ -144,6 +144,16 @@ def broadcast_flag(d: Dist, flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def gather_carry(d: Dist, carry, initial, device):
+    """Every rank's carry gathered in row order (the one-process carry), or None when no rank has
+    one; a rank without one (its in-flight puzzles dropped by skip_step) gives ``initial()``."""
+    if not any_all(d, carry is not None, device):
+        return None
+    if carry is None:
+        carry = initial()
+    return carry.map(lambda x: all_gather_rows(d, x))
+
+
 def min_int(d: Dist, value: torch.Tensor) -> torch.Tensor:
     if not d.active:
         return value

@@ -46,6 +46,43 @@ class MetricLogger:
             self.wandb.finish()
 
 
+def train_row(vals: dict[str, float], window_steps: int, batch_size: int, lr: float, rate: float,
+              elapsed: float, skipped: int) -> dict:
+    """The metrics.jsonl row of a logging window from the summed step metrics ``vals`` (losses are
+    per puzzle row and step, accuracies per counted row)."""
+    count = max(vals["count"], 1)
+    row = {"lr": lr, "train/loss": vals["loss"] / window_steps / batch_size,
+           "train/lm_loss": vals["lm_loss"] / window_steps / batch_size,
+           "train/accuracy": vals["accuracy"] / count, "train/exact_accuracy": vals["exact_accuracy"] / count,
+           "train/q_halt_accuracy": vals["q_halt_accuracy"] / count,
+           "train/steps": vals["steps"] / count, "steps_per_s": rate, "elapsed_s": elapsed}
+    if "q_continue_loss" in vals:
+        row["train/q_continue_loss"] = vals["q_continue_loss"] / window_steps / batch_size
+    if skipped:
+        row["train/skipped_steps"] = skipped
+    return row
+
+
+def status_line(step: int, total_steps: int | None, row: dict, rate: float, elapsed: float, max_time_s: float) -> str:
+    """The progress line of a logging window; ``total_steps`` None: a run bounded by time only."""
+    if total_steps is None:
+        eta = max_time_s - elapsed
+    else:
+        eta = (total_steps - step) / max(rate, 1e-9)
+        if max_time_s:
+            eta = min(eta, max_time_s - elapsed)
+    total = "" if total_steps is None else f"/{total_steps}"
+    return (f"step {step}{total}  loss {row['train/loss']:.4f}  acc {row['train/accuracy']:.3f}  "
+            f"exact {row['train/exact_accuracy']:.3f}  {rate:.1f} steps/s  elapsed {fmt_time(elapsed)}  ETA {fmt_time(eta)}")
+
+
+def eval_row(res: dict, prefix: str) -> dict:
+    """An evaluation's numbers under ``prefix/`` (its dicts left out, the family's scalars flat)."""
+    row = {f"{prefix}/{k}": v for k, v in res.items() if v is not None and not isinstance(v, dict) and k != "_scalars"}
+    row.update({f"{prefix}/{k}": v for k, v in res.get("_scalars", {}).items()})
+    return row
+
+
 def fmt_time(s: float) -> str:
     s = max(0, int(s))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

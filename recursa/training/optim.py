@@ -176,3 +176,23 @@ def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float,
     progress = (step - warmup) / max(1, total - warmup)
     progress = min(progress, 1.0)
     return base_lr * (min_ratio + max(0.0, (1 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))))
+
+
+def build_optimizers(model: torch.nn.Module, t, device: torch.device, world: int = 1, gather=None):
+    """(the network's optimiser by ``train.optimizer``, sign-SGD for the puzzle-embedding rows or
+    None) for ``model`` under the train config ``t``. ``world`` processes each divide their loss by
+    their own rows, so the sparse step's gradients are scaled by 1/world to the one-process scale;
+    ``gather`` concatenates every rank's rows (distributed runs)."""
+    params = list(model.parameters())
+    if t.optimizer == "adam_atan2":
+        opt = AdamATan2(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
+    elif t.optimizer == "muon":
+        opt = Muon(params, lr=t.lr, weight_decay=t.weight_decay, adamw_betas=(t.beta1, t.beta2))
+    else:
+        # fused: one kernel for all parameters (4x faster than the per-tensor-list default on a CPU)
+        opt = torch.optim.AdamW(params, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay,
+                                fused=device.type in ("cpu", "cuda") or None)
+    emb = getattr(model.inner, "puzzle_emb", None)
+    sparse = SignSGDSparse(emb, t.puzzle_emb_lr, t.puzzle_emb_weight_decay, gather=gather,
+                           grad_scale=1.0 / world) if emb is not None else None
+    return opt, sparse

@@ -12,10 +12,14 @@ from pathlib import Path
 
 import torch
 
+from .. import config as config_mod
 from .. import storage
 from ..errors import RecursaError
-from ..inference.checkpoint import load_tensors, load_weights_into, verify
+from ..inference.checkpoint import load_tensors, load_weights_into, read_meta, resolve, verify
 from ..models.act import Carry
+
+# Resuming with a different value of these cannot continue the saved state.
+RESUME_FIXED = ("batch_size", "optimizer", "ema")
 
 
 def pack_train_state(model: torch.nn.Module, ema, opt: torch.optim.Optimizer, carry, gen: torch.Generator,
@@ -125,3 +129,55 @@ class TrainStateReader:
             sampler.load_state_dict(state)
         except (KeyError, TypeError, ValueError) as e:
             raise RecursaError(f"{self.sj_path}: invalid 'sampler' state ({type(e).__name__}: {e})") from None
+
+
+def check_resume_config(ckpt: Path, meta: dict, cfg, log) -> None:
+    """A resumed run must have the checkpoint's model and the train settings its state depends on
+    (:data:`RESUME_FIXED`); other changed train settings are logged (the run will differ)."""
+    cfg_path = ckpt / "config.json"
+    saved = meta["config"]
+    now = config_mod.to_dict(cfg)
+    try:  # fields added since the checkpoint was written take their defaults
+        saved_cfg = config_mod.RunConfig(model=config_mod.from_dict({"model": saved.get("model") or {}}).model)
+    except (RecursaError, TypeError) as e:
+        raise RecursaError(f"{cfg_path}: invalid [model] section ({e})") from None
+    # settings without effect (num_heads under the MLP token mixer...) may differ: same model
+    moot = {k.split(".", 1)[1] for k in (*config_mod.ineffective(saved_cfg), *config_mod.ineffective(cfg))
+            if k.startswith("model.")}
+    saved_model = {k: v for k, v in config_mod.to_dict(saved_cfg)["model"].items() if k not in moot}
+    if saved_model != {k: v for k, v in now["model"].items() if k not in moot}:
+        raise RecursaError(f"{ckpt}: the [model] section differs from the checkpoint's; resume with the same model config")
+    saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
+    show = config_mod.toml_value
+    for key in RESUME_FIXED:
+        if key in saved_train and saved_train[key] != now["train"][key]:
+            raise RecursaError(f"train.{key} = {show(now['train'][key])} differs from the checkpoint's "
+                               f"{show(saved_train[key])} ({cfg_path}); the saved state cannot continue with another "
+                               f"value: resume with train.{key} = {show(saved_train[key])} or start a new run")
+    changed = [f"train.{k} {show(saved_train[k])} -> {show(v)}" for k, v in now["train"].items()
+               if k in saved_train and saved_train[k] != v and k not in ("steps", "out", "data")]
+    if changed:
+        log("note: resuming with changed settings (the run will differ from an uninterrupted one): " + ", ".join(changed))
+
+
+def open_resume(run: Path, cfg, train_split, log):
+    """The checkpoint a run resumes from, checked against ``cfg`` and its training split:
+    (checkpoint directory, its :class:`TrainStateReader`, step, elapsed seconds)."""
+    ckpt = resolve(run)
+    meta = read_meta(ckpt)
+    check_resume_config(ckpt, meta, cfg, log)
+    saved = TrainStateReader(ckpt, meta)
+    step = saved.field("step", int, "an integer")
+    elapsed = saved.field("elapsed", (int, float), "a number")
+    check_same_data(saved, train_split, cfg.train.data)
+    return ckpt, saved, step, elapsed
+
+
+def check_same_data(reader: TrainStateReader, train_split, data_dir) -> None:
+    """The checkpoint's training split had the same examples and groups as ``train_split``."""
+    data = reader.state.get("data")
+    if isinstance(data, dict) and (data.get("examples"), data.get("groups")) != (
+            train_split.num_examples, train_split.num_groups):
+        raise RecursaError(f"{data_dir}: the training split has {train_split.num_examples} examples in "
+                           f"{train_split.num_groups} groups, the run was trained on {data.get('examples')} in "
+                           f"{data.get('groups')} ({reader.sj_path}); resume on the same dataset")
