@@ -226,13 +226,6 @@ class ModelConfig:
     def emb_ndim(self) -> int:
         return self.hidden_size if self.puzzle_emb_ndim == -1 else self.puzzle_emb_ndim
 
-    @property
-    def prefix_len(self) -> int:
-        """Positions taken by the puzzle-embedding prefix (HRM and the baseline always use ceil(ndim / D))."""
-        if self.emb_ndim == 0:
-            return 0
-        ceil = -(self.emb_ndim // -self.hidden_size)
-        return ceil if self.arch in ("hrm", "baseline", "urm") else (self.puzzle_emb_len or ceil)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -439,7 +439,7 @@ class RunLock:
             raise RecursaError(f"{self.path}: cannot create the run lock ({_os_problem(e)})") from None
         locked = False
         try:
-            import fcntl
+            import fcntl  # late: POSIX only
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 locked = True

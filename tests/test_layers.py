@@ -93,3 +93,60 @@ def test_puzzle_specific_code_stays_in_tasks():
     for m in FAMILIES:  # what a family module declares
         assert m.BUILD.builder is not None and callable(m.BUILD.add_arguments) and callable(m.BUILD.run)
         assert m.TASK is None or TASKS[m.TASK.name] is m.TASK
+
+
+def _functions(tree):
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+
+
+def test_imports_inside_functions_say_why():
+    """An import inside a function is there for a reason written on its line (`# late: ...`): a
+    cycle (of recursa's own modules: the only two are named), an optional or slow dependency, a
+    platform-only module. Everything else is imported at the top of its module."""
+    internal, unexplained = [], []
+    for path in sorted((REPO / "recursa").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for fn in _functions(ast.parse(path.read_text())):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    where = f"{path.relative_to(REPO)}:{node.lineno}"
+                    if "# late:" not in lines[node.lineno - 1]:
+                        unexplained.append(where)
+                    if isinstance(node, ast.ImportFrom) and node.level:
+                        internal.append(f"{path.relative_to(REPO / 'recursa')}:{node.module}")
+    assert not unexplained, unexplained
+    assert sorted(set(internal)) == ["data/format.py:tasks", "tasks/arc.py:arc_voting"], internal
+
+
+def test_the_package_top_level_stays_small():
+    """The top level holds the library's basics; everything else lives in a package by role."""
+    top = sorted(p.stem for p in (REPO / "recursa").glob("*.py"))
+    assert len(top) <= 9, top
+    assert {p.name for p in (REPO / "recursa").iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == {
+        "cli", "data", "evaluation", "inference", "models", "tasks", "tools", "training"}
+
+
+#: Functions longer than 60 lines, each a single pass that reads best whole (named in the README's
+#: layout section). The list may only shrink: a new long function fails the test below.
+LONG_FUNCTIONS = {
+    "tasks/arc.py:build_arc", "tasks/sudoku_extreme.py:build_sudoku_extreme", "tasks/sudoku.py:build_sudoku",
+    "tasks/maze.py:build_maze",  # dataset builders: read, split, augment, write, in order
+    "tasks/sudoku.py:solve",  # the exact solver's search loop
+    "inference/engine.py:think", "evaluation/evaluate.py:evaluate",  # the engine's loop and its scoring
+    "inference/official.py:read_official_config",  # the official config's field table
+    "data/format.py:load_split",  # every check of a dataset split, in the order the file is read
+    "training/adapt.py:adapt", "tools/sweep.py:sweep", "tools/bench.py:compare", "tools/demo.py:_run",
+    "cli/eval.py:run", "cli/bench.py:run",
+}
+
+
+def test_long_functions_are_the_documented_few_and_the_trainer_is_small():
+    long = set()
+    for path in sorted((REPO / "recursa").rglob("*.py")):
+        for fn in _functions(ast.parse(path.read_text())):
+            if fn.end_lineno - fn.lineno + 1 > 60:
+                long.add(f"{path.relative_to(REPO / 'recursa')}:{fn.name}")
+    assert long <= LONG_FUNCTIONS, sorted(long - LONG_FUNCTIONS)
+    tree = ast.parse((REPO / "recursa" / "training" / "trainer.py").read_text())
+    trainer = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Trainer")
+    assert trainer.end_lineno - trainer.lineno + 1 <= 250

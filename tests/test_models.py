@@ -539,3 +539,17 @@ def test_urm_reproduces_the_official_outputs():
     check_urm_against_fixture(model, batch, io)
     with pytest.raises(Exception, match="urm"):
         ModelConfig(arch="urm", mlp_t=True)
+
+
+def test_every_registered_architecture_declares_its_network_calls():
+    """Each model class the registry can build (and its variants) overrides calls_per_step; the
+    base class refuses, so an architecture that forgets it fails here, not with silent counts."""
+    from recursa.models import MODELS, MultiLatentTRM, SingleLatentTRM
+    from recursa.models.base import TokenModel
+    for cls in (*MODELS.values(), SingleLatentTRM, MultiLatentTRM):
+        assert issubclass(cls, TokenModel) and cls.calls_per_step is not TokenModel.calls_per_step, cls.__name__
+
+    class Forgetful(TokenModel):
+        pass
+    with pytest.raises(NotImplementedError):
+        Forgetful.calls_per_step(object())

@@ -171,7 +171,7 @@ def test_official_ablation_checkpoints_import_and_reproduce_the_official_outputs
     if case == "trm_singlez":
         assert m.arch == "trm" and m.single_latent and "inner.L_init" in weights and "inner.H_init" not in weights
     else:
-        assert m.arch == "baseline" and m.baseline_layers == 3 and m.prefix_len == 1 and "inner.H_init" in weights
+        assert m.arch == "baseline" and m.baseline_layers == 3 and loaded.model.inner.prefix_len == 1 and "inner.H_init" in weights
         assert "fields not used" not in printed
     batch = {k: io[f"batch.{k}"].long() for k in ("inputs", "labels", "puzzle_identifiers")}
     official = [{n: io[f"step{k}.{n}"] for n in ("logits", "q_halt_logits", "q_continue_logits")} for k in (1, 2, 3)]

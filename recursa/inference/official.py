@@ -25,7 +25,7 @@ from .. import config as config_mod
 from .. import storage
 from ..data.format import load_split, read_task_info
 from ..errors import RecursaError
-from ..models import DataSpec, build_model, count_parameters
+from ..models import MODELS, DataSpec, build_model, count_parameters
 from . import checkpoint
 
 # official arch field -> recursa ModelConfig field (same meaning)
@@ -171,7 +171,8 @@ def infer_spec(state: dict[str, torch.Tensor], model: dict, seq_len: int | None,
     pe = state.get("inner.puzzle_emb.weights")
     num_ids = int(pe.shape[0]) if pe is not None else 1
     if seq_len is None:
-        prefix = config_mod.ModelConfig(**model).prefix_len
+        mcfg = config_mod.ModelConfig(**model)
+        prefix = MODELS[mcfg.arch].prefix_positions(mcfg)
         for key in ("inner.embed_pos.embedding_weight", "inner.L_level.layers.0.mlp_t.down_proj.weight"):
             if key in state:
                 seq_len = int(state[key].shape[0]) - prefix

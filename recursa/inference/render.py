@@ -218,10 +218,10 @@ def html_page(tr: Trace) -> str:
 # ---------------------------------------------------------------------- PNG
 def png(tr: Trace, path: Path, per_row: int = 8) -> None:
     """The puzzle and every step as one image (changed cells outlined), written atomically."""
-    import matplotlib
+    import matplotlib  # late: matplotlib takes ~0.3 s to import; only figures need it
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
+    import matplotlib.pyplot as plt  # late: matplotlib takes ~0.3 s to import; only figures need it
+    from matplotlib.patches import Rectangle  # late: matplotlib takes ~0.3 s to import; only figures need it
 
     panels = [("puzzle", tr.puzzle, None)]
     prev = tr.puzzle

@@ -18,9 +18,8 @@ def build_model(cfg: ModelConfig, spec: DataSpec, seed: int = 0) -> ACT:
     generator = torch.Generator().manual_seed(seed)
     cls = SingleLatentTRM if cfg.single_latent else MultiLatentTRM if cfg.latents > 1 else MODELS[cfg.arch]
     inner = cls(cfg, spec, generator)
-    # The official baseline (HRM ACT-V2 lineage) always halts on q_halt > q_continue.
     return ACT(inner, cfg.halt_max_steps, cfg.halt_exploration_prob, q_continue=cfg.q_continue,
-               halt_compare=cfg.q_continue or cfg.arch == "baseline", early_halt=cfg.early_halt)
+               halt_compare=cfg.q_continue or cls.halts_on_compare, early_halt=cfg.early_halt)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

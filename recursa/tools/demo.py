@@ -186,9 +186,9 @@ def _train_both(cfgs: dict[str, config_mod.RunConfig], out: Path, parallel: bool
 
 
 def _plot(path: Path, trm_by_step: list[float], baseline: float, title: str) -> None:
-    import matplotlib
+    import matplotlib  # late: matplotlib takes ~0.3 s to import; only figures need it
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # late: matplotlib takes ~0.3 s to import; only figures need it
 
     steps = np.arange(1, len(trm_by_step) + 1)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)

@@ -204,9 +204,9 @@ def record_rows(path, rows: list[dict], out, command: str) -> Path:
 def plot(path: Path, rows: list[dict], keys: list[str]) -> None:
     """Exact accuracy against the first varied setting (one line per value of the others, mean over
     seeds), against parameter count, and against network applications per puzzle."""
-    import matplotlib
+    import matplotlib  # late: matplotlib takes ~0.3 s to import; only figures need it
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # late: matplotlib takes ~0.3 s to import; only figures need it
 
 
     short = [_column(k) for k in keys]

@@ -49,6 +49,13 @@ class Dist:
     def active(self) -> bool:
         return self.world > 1
 
+    def local_batch(self, batch_size: int) -> int:
+        """This process's rows of the global batch ``batch_size`` (which must divide evenly)."""
+        if self.active and batch_size % self.world:
+            raise RecursaError(f"train.batch_size = {batch_size} does not divide over {self.world} processes "
+                               f"(WORLD_SIZE); use a multiple of {self.world}: it is the global batch")
+        return batch_size // self.world
+
     def rows(self, batch_size: int) -> slice:
         """This rank's rows of a global batch."""
         b = batch_size // self.world

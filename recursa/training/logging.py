@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from ..errors import RecursaError
 
 
@@ -17,13 +19,13 @@ class MetricLogger:
         self.tb = self.wandb = None
         if "tensorboard" in sinks:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                from torch.utils.tensorboard import SummaryWriter  # late: optional (recursa[tensorboard])
             except ImportError:
                 raise RecursaError("train.loggers includes 'tensorboard' but it is not installed (pip install 'recursa[tensorboard]')") from None
             self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
         if "wandb" in sinks:
             try:
-                import wandb
+                import wandb  # late: optional dependency (pip install 'recursa[wandb]')
             except ImportError:
                 raise RecursaError("train.loggers includes 'wandb' but it is not installed (pip install 'recursa[wandb]')") from None
             self.wandb = wandb.init(project="recursa", name=Path(run_dir).name, config=config, resume="allow")
@@ -44,6 +46,14 @@ class MetricLogger:
             self.tb.close()
         if self.wandb is not None:
             self.wandb.finish()
+
+
+def add_metrics(sums: dict, metrics: dict, device) -> None:
+    """Add a step's metrics (device tensors) into the window's float64 sums: no host sync."""
+    for k, v in metrics.items():
+        if k not in sums:
+            sums[k] = torch.zeros((), dtype=torch.float64, device=device)
+        sums[k] += v
 
 
 def train_row(vals: dict[str, float], window_steps: int, batch_size: int, lr: float, rate: float,

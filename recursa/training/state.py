@@ -104,8 +104,9 @@ class TrainStateReader:
             raise RecursaError(f"{self.sj_path}: the optimizer state does not fit {what} "
                                f"({type(e).__name__}: {e})") from None
 
-    def restore_carry(self, batch_size: int, device):
-        """The saved ACT carry (None when the run had none), checked against ``batch_size`` rows."""
+    def restore_carry(self, batch_size: int, device, rows: slice | None = None):
+        """The saved ACT carry (None when the run had none), checked against ``batch_size`` rows;
+        ``rows``: this rank's rows of it (a distributed run)."""
         if not self.field("has_carry", bool, "true/false"):
             return None
         n = self.field("carry_state_len", int, "an integer")
@@ -115,7 +116,7 @@ class TrainStateReader:
                       data={k: t(f"carry.data.{k}").to(device) for k in ("inputs", "labels", "puzzle_identifiers")})
         if any(x.shape[0] != batch_size for x in (*carry.state, carry.steps, carry.halted, *carry.data.values())):
             raise RecursaError(f"{self.ts_path}: the saved ACT carry is not for train.batch_size = {batch_size}")
-        return carry
+        return carry.map(lambda x: x[rows].clone()) if rows is not None else carry
 
     def restore_generator(self, gen: torch.Generator) -> None:
         try:

@@ -36,7 +36,7 @@ from . import distributed, run_dir, state
 from .datasets import Batches, blank_batch, no_val_note, open_data, total_steps
 from .evals import Evaluations
 from .learner import Learner
-from .logging import Progress, eval_row, status_line, train_row
+from .logging import Progress, add_metrics, eval_row, status_line, train_row
 from .losses import act_loss
 from .methods import UNBOUNDED, StepContext, methods_for
 from .nonfinite import Guard
@@ -51,8 +51,8 @@ def _silent(*a, **k) -> None:
 
 
 class Trainer:
-    """One run: the pieces (run directory, data, model, optimisers, methods) are built by their
-    own modules; the trainer holds them, runs the steps and decides when to log, evaluate and save."""
+    """One run. Its parts are built by their own modules (run_dir, datasets, learner, methods,
+    nonfinite, evals); the trainer runs the steps and decides when to log, evaluate and save."""
 
     def __init__(self, cfg: RunConfig, *, resume: bool = False, progress: bool = True, log=print):
         t = cfg.train
@@ -60,10 +60,7 @@ class Trainer:
         if not self.dist.main:  # rank 0 alone reports; errors still raise everywhere
             progress, log = False, _silent
         self.cfg, self.log, self.resume = cfg, log, resume
-        if self.dist.active and t.batch_size % self.dist.world:
-            raise RecursaError(f"train.batch_size = {t.batch_size} does not divide over {self.dist.world} processes "
-                               f"(WORLD_SIZE); use a multiple of {self.dist.world}: it is the global batch")
-        self.local_batch = t.batch_size // self.dist.world
+        self.local_batch = self.dist.local_batch(t.batch_size)
         self.rows = self.dist.rows(t.batch_size)
         self.run_dir = Path(t.out)
         run_dir.check_out(self.run_dir, resume)
@@ -103,7 +100,6 @@ class Trainer:
         self.progress.close()
         self.runs.close()
 
-    # ------------------------------------------------------------------ state
     def _meta(self) -> dict:
         return {"config": config_mod.to_dict(self.cfg), "spec": vars(self.spec), "task": self.data.task_info,
                 "arch": self.cfg.model.arch, "params": self.n_params, "ema_weights": self.ema is not None}
@@ -134,10 +130,7 @@ class Trainer:
     def _load_state(self) -> int:
         ckpt, saved, step, elapsed = state.open_resume(self.run_dir, self.cfg, self.data.train, self.log)
         self.learner.restore(saved, self.device)
-        carry = saved.restore_carry(self.cfg.train.batch_size, self.device)
-        if carry is not None and self.dist.active:  # this rank's rows of the one-process carry
-            carry = carry.map(lambda x: x[self.rows].clone())
-        self.carry = carry
+        self.carry = saved.restore_carry(self.cfg.train.batch_size, self.device, self.rows if self.dist.active else None)
         saved.restore_sampler(self.sampler)
         self.step, self.elapsed = step, float(elapsed)
         self.guard.skipped = int(saved.state.get("skipped_steps", 0) or 0)
@@ -147,10 +140,8 @@ class Trainer:
         self.log(f"resumed {self.run_dir} at step {self.step}")
         return self.step
 
-    # ------------------------------------------------------------------ a step
     def _lr_scale(self, step: int) -> float:
-        """The schedule's factor at ``step``: warm-up then cosine over the steps, or, with a time
-        budget only, over the training time used (evaluation and checkpoints not counted)."""
+        """Warm-up then cosine over the steps, or (a time budget only) over the training time used."""
         t = self.cfg.train
         progress = self.elapsed / t.max_time_s if self.total_steps >= UNBOUNDED else None
         return lr_at(step, 1.0, t.lr_warmup_steps, self.total_steps, t.lr_min_ratio, progress)
@@ -171,7 +162,6 @@ class Trainer:
         labels = c.data["labels"]
         for m in self.methods:
             token_w, halt_w = m.weights(c, token_w, halt_w)
-        for m in self.methods:
             labels = m.labels(c, labels, out["logits"])
         loss, metrics = act_loss(out, labels, c.halted, c.steps, t.loss, token_weights=token_w, halt_weights=halt_w)
         self.step += 1
@@ -195,7 +185,6 @@ class Trainer:
         zero["loss"] = torch.zeros((), device=self.device)
         return zero
 
-    # ------------------------------------------------------------------ the loop
     def fit(self) -> Path:
         try:
             path = self._fit()
@@ -222,10 +211,7 @@ class Trainer:
         self.progress.message(f"training {self.cfg.model.arch} ({self.n_params:,} parameters) on {self.device} "
                               f"-> {self.run_dir}")
         while self.step < self.total_steps:
-            for k, v in self.train_step(self.batches.next()).items():
-                if k not in sums:
-                    sums[k] = torch.zeros((), dtype=torch.float64, device=self.device)
-                sums[k] += v
+            add_metrics(sums, self.train_step(self.batches.next()), self.device)
             self._window = (self._window[0] + 1, self._window[1])
             self.elapsed = elapsed0 + time.perf_counter() - start - paused
             out_of_time = bool(t.max_time_s) and self.elapsed >= t.max_time_s
@@ -283,7 +269,6 @@ class Trainer:
         self.log(f"checkpoint: {path}")
         return path
 
-    # ------------------------------------------------------------------ evaluation
     def eval_model(self) -> ACT:
         return self.learner.eval_model()
 
