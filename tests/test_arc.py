@@ -9,7 +9,6 @@ import pytest
 from recursa.cli import main
 from recursa.data.format import load_split
 from recursa.errors import RecursaError
-from recursa.tasks.arc_voting import ArcVoting
 from recursa.tasks.arc import (
     EOS,
     augment_grids,
@@ -21,8 +20,9 @@ from recursa.tasks.arc import (
     place,
     version_name,
 )
+from recursa.tasks.arc_voting import ArcVoting
 
-from .conftest import data_file, fixture_file
+from .conftest import data_file
 
 
 def _files(root):
@@ -280,10 +280,10 @@ def arc_run(tmp_path_factory, small_arc):
 def test_votes_pool_over_checkpoints_as_the_official_evaluator_does(arc_run):
     """eval --checkpoints: every checkpoint's votes go to one pool (each view votes once per
     checkpoint); each checkpoint is also scored alone."""
-    from recursa.cli.eval import _Tee
+    from recursa.evaluation.checkpoints import Tee as _Tee
     from recursa.evaluation.evaluate import evaluate
-    from recursa.inference.checkpoint import load_checkpoint
     from recursa.inference import checkpoint
+    from recursa.inference.checkpoint import load_checkpoint
     ckpts = checkpoint.step_dirs(arc_run / "run" / "checkpoints")
     assert [c.name for c in ckpts] == ["step_0000002", "step_0000004"]
     test = load_split(arc_run / "d", "test")
@@ -336,11 +336,12 @@ def test_adapt_fits_new_rows_on_demonstrations_only_end_to_end(tmp_path, small_a
     for the evaluation tasks' versions, fitted on their demonstrations with the network frozen;
     eval then answers (and scores) their test inputs; --steps 0 is the blank-embedding baseline;
     without outputs the tasks are answered (submission) but not scored."""
+    import torch
+    from safetensors.torch import load_file
+
     from recursa import config
     from recursa.inference.checkpoint import load_checkpoint
     from recursa.training.trainer import fit
-    import torch
-    from safetensors.torch import load_file
     data = tmp_path / "train_data"
     build_arc(data, files=str(small_arc), subsets=["training"], test_set="training", num_aug=2, log=lambda *a: None)
     cfg = config.from_dict({

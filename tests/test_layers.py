@@ -132,11 +132,9 @@ LONG_FUNCTIONS = {
     "tasks/arc.py:build_arc", "tasks/sudoku_extreme.py:build_sudoku_extreme", "tasks/sudoku.py:build_sudoku",
     "tasks/maze.py:build_maze",  # dataset builders: read, split, augment, write, in order
     "tasks/sudoku.py:solve",  # the exact solver's search loop
-    "inference/engine.py:think", "evaluation/evaluate.py:evaluate",  # the engine's loop and its scoring
+    "inference/engine.py:think",  # the engine's one loop over supervision steps (its state stays local)
+    "evaluation/evaluate.py:evaluate",  # the batched loop over a split and its per-step tallies
     "inference/official.py:read_official_config",  # the official config's field table
-    "data/format.py:load_split",  # every check of a dataset split, in the order the file is read
-    "training/adapt.py:adapt", "tools/sweep.py:sweep", "tools/bench.py:compare", "tools/demo.py:_run",
-    "cli/eval.py:run", "cli/bench.py:run",
 }
 
 

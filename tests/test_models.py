@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from recursa.config import ModelConfig
+from recursa.errors import RecursaError
 from recursa.models import DataSpec, build_model, count_parameters
 
 from . import numerics
@@ -553,3 +554,24 @@ def test_every_registered_architecture_declares_its_network_calls():
         pass
     with pytest.raises(NotImplementedError):
         Forgetful.calls_per_step(object())
+
+
+def test_the_task_declares_the_grid_the_convolution_runs_over():
+    """A grid-local mixer reads the grid from the task (DataSpec.grid: trainer and checkpoint
+    loading take it from the dataset's / checkpoint's task); every family's grid covers its cells."""
+    from recursa.tasks import TASKS
+    from recursa.tasks.arc import ArcTask
+    from recursa.tasks.maze import MazeTask
+    from recursa.tasks.sorting import SortingTask
+    from recursa.tasks.sudoku import SudokuTask
+    for task in (SudokuTask(2, 3), SudokuTask(3, 3), MazeTask(15), ArcTask(), SortingTask()):
+        assert task.grid is None or task.grid[0] * task.grid[1] == task.seq_len, task.name
+    assert {t.name for t in (SudokuTask(), MazeTask(), ArcTask(), SortingTask())} == set(TASKS)
+    assert SudokuTask(2, 3).grid == (6, 6) and MazeTask(15).grid == (15, 15) and SortingTask().grid is None
+    cfg = ModelConfig(hidden_size=32, num_heads=2, conv_mixer=3, mlp_t=True, puzzle_emb_len=2)
+    m = build_model(cfg, DataSpec(vocab_size=6, seq_len=16, num_puzzle_identifiers=3, grid=(4, 4)), seed=1)
+    assert m.inner.L_level.layers[0].conv_mixer.grid == (2, 4)
+    with pytest.raises(RecursaError, match="the task's grid is 2x8; the grid convolution needs a square grid"):
+        build_model(cfg, DataSpec(vocab_size=6, seq_len=16, num_puzzle_identifiers=3, grid=(2, 8)))
+    with pytest.raises(RecursaError, match="the task's grid is 3x3, but the puzzle has 16 cells"):
+        build_model(cfg, DataSpec(vocab_size=6, seq_len=16, num_puzzle_identifiers=3, grid=(3, 3)))

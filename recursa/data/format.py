@@ -301,18 +301,7 @@ def load_split(root: str | Path, split: str, mmap: bool = True) -> Split:
             (extras if name in EXTRAS else arrays)[name].append(arr)
         _check_set({f: arrays[f][-1] for f in FIELDS}, d, set_name)
     prefix = sets[0] if len(sets) == 1 else "{" + ",".join(sets) + "}"
-    if len(sets) == 1:
-        merged = {f: arrays[f][0] for f in FIELDS}
-    else:  # several sets: concatenate, shifting the CSR offsets
-        merged = {f: np.concatenate(arrays[f]) for f in ("inputs", "labels", "puzzle_identifiers")}
-        pi, gi, e_off, p_off = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], 0, 0
-        for p, g in zip(arrays["puzzle_indices"], arrays["group_indices"]):
-            pi.append(p[1:].astype(np.int64) + e_off)
-            gi.append(g[1:].astype(np.int64) + p_off)
-            e_off += int(p[-1])
-            p_off += int(g[-1])
-        merged["puzzle_indices"], merged["group_indices"] = np.concatenate(pi), np.concatenate(gi)
-    s = Split(**merged, meta=meta)
+    s = Split(**_merge_sets(arrays), meta=meta)
     _validate(s, d, prefix)
     if len(sets) == 1:  # HRM's builders sum these over sets; one set must agree exactly
         P, G = len(s.puzzle_identifiers), s.num_groups
@@ -330,6 +319,21 @@ def load_split(root: str | Path, split: str, mmap: bool = True) -> Split:
                                    f"({len(s.puzzle_identifiers)},)")
             s.extras[name] = arr
     return s
+
+
+def _merge_sets(arrays: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """One split's arrays from its sets' (several sets: concatenated, the CSR offsets shifted)."""
+    if len(arrays["inputs"]) == 1:
+        return {f: arrays[f][0] for f in FIELDS}
+    merged = {f: np.concatenate(arrays[f]) for f in ("inputs", "labels", "puzzle_identifiers")}
+    pi, gi, e_off, p_off = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], 0, 0
+    for p, g in zip(arrays["puzzle_indices"], arrays["group_indices"]):
+        pi.append(p[1:].astype(np.int64) + e_off)
+        gi.append(g[1:].astype(np.int64) + p_off)
+        e_off += int(p[-1])
+        p_off += int(g[-1])
+    merged["puzzle_indices"], merged["group_indices"] = np.concatenate(pi), np.concatenate(gi)
+    return merged
 
 
 def _validate(s: Split, d: Path, prefix: str = "all") -> None:

@@ -246,6 +246,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, forward_dtype=dtype))
     spec = _check_spec(meta["spec"], ckpt / "config.json")
     task = _checkpoint_task(meta.get("task"), spec, ckpt / "config.json")
+    if task is not None:
+        spec = dataclasses.replace(spec, grid=task.grid)  # the task owns its grid shape
     model = build_model(cfg.model, spec)
     load_weights_into(model, load_tensors(ckpt / "model.safetensors", meta), ckpt / "model.safetensors")
     model.to(device).eval()

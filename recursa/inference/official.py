@@ -252,7 +252,7 @@ def import_official(ckpt: str | Path, out: str | Path, *, arch: str | None, conf
             raise RecursaError(f"{identifiers}: {len(ids)} identifiers but the checkpoint has {spec.num_puzzle_identifiers} "
                                f"puzzle-embedding rows")
     m = re.search(r"step_(\d+)", ckpt.name)
-    meta = {"config": config_mod.to_dict(cfg), "spec": vars(spec), "task": task, "arch": cfg.model.arch,
+    meta = {"config": config_mod.to_dict(cfg), "spec": spec.to_dict(), "task": task, "arch": cfg.model.arch,
             "params": count_parameters(model), "ema_weights": False, "step": int(m.group(1)) if m else 0,
             "imported_from": str(ckpt), "unknown_official_fields": unknown}
     storage.check_out(out, "checkpoint", overwrite)

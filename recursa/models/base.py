@@ -37,11 +37,20 @@ def answer_log_odds(logits: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """What a model needs to know about its dataset (from ``dataset.json``)."""
+    """What a model needs to know about its dataset (from ``dataset.json``), and the puzzle's grid
+    (rows, cols) as its task declares it (:attr:`recursa.tasks.base.Task.grid`; not stored in a
+    checkpoint's spec: its task gives it). Without one (synthetic data, no task.json) a grid-local
+    mixer takes the cells as a square grid."""
 
     vocab_size: int
     seq_len: int
     num_puzzle_identifiers: int
+    grid: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict:
+        """What a checkpoint records (the grid is its task's)."""
+        return {"vocab_size": self.vocab_size, "seq_len": self.seq_len,
+                "num_puzzle_identifiers": self.num_puzzle_identifiers}
 
 
 class TokenModel(nn.Module):
@@ -118,17 +127,28 @@ class TokenModel(nn.Module):
         c = self.cfg
         grid = None
         if c.conv_2d or c.conv_mixer:
-            side = math.isqrt(self.positions - self.prefix_len)
-            if side * side != self.positions - self.prefix_len:
-                key = "model.conv_mixer" if c.conv_mixer else "model.conv_2d"
-                hint = "" if c.conv_mixer else "; use the 1-D convolution (conv_2d = false)"
-                raise RecursaError(f"{key}: the puzzle has {self.positions - self.prefix_len} cells, not a "
-                                   f"square grid{hint}")
-            grid = (self.prefix_len, side)
+            grid = (self.prefix_len, self._grid_side("model.conv_mixer" if c.conv_mixer else "model.conv_2d"))
         return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,
                       c.ffn_multiple, c.conv_swiglu, grid if c.conv_2d else None, c.conv_dtype,
                       c.conv_mixer, grid if c.conv_mixer else None)
                 for _ in range(n)]
+
+    def _grid_side(self, key: str) -> int:
+        """The side of the puzzle's square grid: the task's (``spec.grid``), else the square root
+        of the cell count."""
+        cells = self.positions - self.prefix_len
+        hint = "" if key == "model.conv_mixer" else "; use the 1-D convolution (conv_2d = false)"
+        if self.spec.grid is not None:
+            rows, cols = self.spec.grid
+            if rows * cols != cells:
+                raise RecursaError(f"{key}: the task's grid is {rows}x{cols}, but the puzzle has {cells} cells")
+            if rows != cols:
+                raise RecursaError(f"{key}: the task's grid is {rows}x{cols}; the grid convolution needs a square grid{hint}")
+            return rows
+        side = math.isqrt(cells)
+        if side * side != cells:
+            raise RecursaError(f"{key}: the puzzle has {cells} cells, not a square grid{hint}")
+        return side
 
     def embed(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
         """x = sqrt(D) * [puzzle prefix ; token embeddings]  -> (B, P + L, D)."""

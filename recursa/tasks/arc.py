@@ -304,6 +304,7 @@ class ArcTask(TaskBase):
     palette = dict(zip("0123456789", ("#000000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00", "#aaaaaa", "#f012be",
                                       "#ff851b", "#7fdbff", "#870c25")))
     seq_len = SIZE * SIZE
+    grid = (SIZE, SIZE)
 
     def params(self) -> dict:
         return {}

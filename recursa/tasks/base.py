@@ -22,6 +22,9 @@ class Task(Protocol):
     name: str  # registry key, e.g. "sudoku"
     vocab_size: int
     seq_len: int
+    #: (rows, cols) when the puzzle's tokens are a grid in row-major order (what a grid-local
+    #: token mixer convolves over, ``model.conv_mixer`` / ``model.conv_2d``); None: a sequence.
+    grid: tuple[int, int] | None
 
     def params(self) -> dict:
         """Parameters that rebuild this task with ``TASKS[name](**params)``."""
@@ -122,6 +125,7 @@ class TaskBase:
         return None
 
     views = 1
+    grid: tuple[int, int] | None = None
 
     #: Whether a puzzle of the family may have several right answers that ``nearest_answers``
     #: chooses among (``train.nearest_answer``); families with one answer per puzzle: False.

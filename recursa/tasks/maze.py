@@ -74,6 +74,7 @@ class MazeTask(TaskBase):
             raise RecursaError(f"maze size {size}: must be in 4..64")
         self.size = size
         self.seq_len = size * size
+        self.grid = (size, size)
 
     def params(self) -> dict:
         return {"size": self.size}

@@ -434,6 +434,7 @@ class SudokuTask(TaskBase):
         self.sudoku = Sudoku(box_rows, box_cols)
         self.vocab_size = self.sudoku.vocab_size
         self.seq_len = self.sudoku.cells
+        self.grid = (self.sudoku.N, self.sudoku.N)
 
     def params(self) -> dict:
         return {"box_rows": self.sudoku.box_rows, "box_cols": self.sudoku.box_cols}

@@ -157,7 +157,7 @@ class _Step:
             return
         if target == "infer":  # the inference engine alone, as `recursa eval` runs it after loading
             cfg = config_mod.ModelConfig(**{**preset.model, "forward_dtype": dtype})
-            model = build_model(cfg, DataSpec(VOCAB, SEQ_LEN, 2), seed=0).to(dev).eval()
+            model = build_model(cfg, DataSpec(VOCAB, SEQ_LEN, 2, grid=(9, 9)), seed=0).to(dev).eval()  # Sudoku-shaped
             self.params = sum(x.numel() for x in model.parameters())
             if compile:
                 model.inner.forward = torch.compile(model.inner.forward)
@@ -298,6 +298,24 @@ def synthetic_batch(batch: int, device: torch.device, seed: int = 0) -> dict[str
             "puzzle_identifiers": torch.ones(batch, dtype=torch.int32, device=device)}
 
 
+def _child(target: str, preset: str, impl: str, root: Path, out: Path, env: dict, kw: dict) -> dict:
+    """One ``bench --impl IMPL`` in its own process; its JSON row."""
+    argv = [sys.executable, "-m", "recursa", "bench", target, "--preset", preset, "--impl", impl,
+            "--official", str(root), "--json", str(out)]
+    for key in ("dtype", "threads", "device", "seconds", "steps", "warmup", "batch"):
+        if kw.get(key) is not None:  # 0 passes through: --warmup 0 means none, elsewhere the default
+            argv += [f"--{key}", str(kw[key])]
+    if kw.get("compile"):
+        argv.append("--compile")
+    if kw.get("reference_ops"):
+        argv.append("--reference-ops")
+    res = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RecursaError(f"bench --impl {impl} failed: {last}")
+    return json.loads(out.read_text())
+
+
 def compare(target: str, preset: str, official: str, *, official_malloc: str = "system", rounds: int = 2,
             **kw) -> dict:
     """recursa against the official code on ``preset``, two ways:
@@ -311,28 +329,10 @@ def compare(target: str, preset: str, official: str, *, official_malloc: str = "
        rows, the speed and peak-memory ratios.
 
     Also :func:`recursa.tools.bench_official.same_math`'s differences (same weights, one step)."""
-
-
     _check_args(preset, kw.get("threads", 0), kw.get("seconds", 1.0), kw.get("steps", 0), kw.get("warmup", 0),
                 kw.get("batch", 0))
     root = Path(official).resolve()
     diffs = same_math(root, PRESETS[preset].model, synthetic_batch(2, torch.device("cpu")), kw.get("dtype", "float32"))
-
-    def child(impl: str, out: Path, env: dict) -> dict:
-        argv = [sys.executable, "-m", "recursa", "bench", target, "--preset", preset, "--impl", impl,
-                "--official", str(root), "--json", str(out)]
-        for key in ("dtype", "threads", "device", "seconds", "steps", "warmup", "batch"):
-            if kw.get(key) is not None:  # 0 passes through: --warmup 0 means none, elsewhere the default
-                argv += [f"--{key}", str(kw[key])]
-        if kw.get("compile"):
-            argv.append("--compile")
-        if kw.get("reference_ops"):
-            argv.append("--reference-ops")
-        res = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if res.returncode != 0:
-            last = (res.stderr.strip().splitlines() or ["(no output)"])[-1]
-            raise RecursaError(f"bench --impl {impl} failed: {last}")
-        return json.loads(out.read_text())
 
     order = ["pair"]
     for r in range(rounds):
@@ -343,7 +343,7 @@ def compare(target: str, preset: str, official: str, *, official_malloc: str = "
             env = dict(os.environ)
             if impl == "official" and official_malloc == "system":
                 env["RECURSA_MALLOC"] = "system"
-            row = child(impl, Path(tmp) / f"{i}.json", env)
+            row = _child(target, preset, impl, root, Path(tmp) / f"{i}.json", env, kw)
             if impl == "pair":
                 pair = row
             else:
@@ -364,3 +364,17 @@ def compare(target: str, preset: str, official: str, *, official_malloc: str = "
             "official_matmul_fraction": round(o["achieved_gflops"] / o["matmul_gflops"], 3) if o["matmul_gflops"] else None,
             "same_math_max_abs_diff": {k: float(f"{v:.3g}") for k, v in diffs.items()},
             "same_process": pair, "official": o, "recursa": m, "torch": torch.__version__, "cpus": os.cpu_count()}
+
+
+def measure(target: str, preset: str, *, official: str | None = None, impl: str | None = None,
+            official_malloc: str = "system", **kw) -> dict:
+    """``recursa bench train|infer``: recursa alone (``impl`` None or "recursa"), the official code
+    alone ("official"), both in one process ("pair"), or, given ``official`` without ``impl``, the
+    side-by-side :func:`compare`. ``kw``: :func:`run`'s settings."""
+    if official and not impl:
+        return compare(target, preset, official, official_malloc=official_malloc, **kw)
+    if impl == "pair":
+        if not official:
+            raise RecursaError("--impl pair needs --official DIR (a checkout of the official TinyRecursiveModels code)")
+        return run_pair(target, preset, official, **kw)
+    return run(target, preset, impl=impl or "recursa", official=official, **kw)

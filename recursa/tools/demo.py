@@ -259,7 +259,6 @@ def run_demo(task: str = "sudoku6", out: str | Path = "runs/demo", steps: int | 
 
 def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parallel: bool, t0: float,
          say) -> dict:
-
     cores = os.cpu_count() or 1
     parallel = parallel and cores >= 2
     threads = 1 if parallel else max(1, min(2, cores))
@@ -278,7 +277,34 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
         f"{preset.build['num_test']} held-out test puzzles"
         + (f", {preset.build['num_val']} validation puzzles" if preset.build.get("num_val") else "")
         + f" ({time.time() - t:.1f} s)")
+    train_s = _train_stage(preset, data, out, budget, seed, threads, parallel, amount, say)
+    test = load_split(data, "test")
+    trm, base = load_checkpoint(out / "trm"), load_checkpoint(out / "baseline")
+    r_trm, r_base = _evaluate_stage(test, trm, base, say)
+    pick, batch_np, n_shown = _show_stage(test, trm, base, say)
+    trm_by_step = r_trm["exact_by_step"]
+    plot = out / "accuracy_by_step.png"
+    verdict = _verdict(trm_by_step, r_base["exact_accuracy"])
+    _plot(plot, trm_by_step, r_base["exact_accuracy"], f"{preset.description}: {verdict}")
+    wall = time.time() - t0
+    summary = {
+        "task": task, "task_description": preset.description,
+        "trm_exact": r_trm["exact_accuracy"], "baseline_exact": r_base["exact_accuracy"], "verdict": verdict,
+        "trm_exact_by_step": trm_by_step, "trm_params": trm.meta["params"], "baseline_params": base.meta["params"],
+        "trm_train_steps": trm.meta["step"], "baseline_train_steps": base.meta["step"],
+        "trm_valid_rate": r_trm["valid_rate"], "baseline_valid_rate": r_base["valid_rate"],
+        "n_test": r_trm["n"], **budget, "train_s": {k: round(v, 1) for k, v in train_s.items()}, "wall_s": round(wall, 1),
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    say(f"wrote {out}/: summary.json, accuracy_by_step.png, data/ (dataset), trm/ and baseline/ (checkpoints)")
+    say(f"  try: recursa eval {out}/trm --data {out}/data --steps {2 * len(trm_by_step)}   (think longer than trained)")
+    say(f"       recursa solve {out}/trm --puzzle \"{trm.task.puzzle_text(batch_np['inputs'][(pick + 1) % n_shown])}\"")
+    say(f"total wall time {fmt_time(wall)}")
+    return summary
 
+
+def _train_stage(preset, data, out, budget, seed, threads, parallel, amount, say) -> dict[str, float]:
+    """[2/4]: train TRM and the baseline; their training seconds."""
     dtype = "float32"  # the same numbers on every CPU (bf16 is 100x slower on many)
     cfgs = {name: _run_config(preset, name, data, out / name, budget, seed, threads, dtype)
             for name in ("trm", "baseline")}
@@ -286,20 +312,20 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
         f"{', side by side' if parallel else ''})... "
         f"logs: {out}/trm.log, {out}/baseline.log")
     train_s = _train_both(cfgs, out, parallel)
-
     for name in ("trm", "baseline"):
         row = _last_metrics(out / name) or {}
         if row.get("step"):
             say(f"      {name}: {row['step']} steps in {fmt_time(train_s.get(name, 0))} "
                 f"({1000 * row['elapsed_s'] / row['step']:.0f} ms per step on {threads} thread{'s' if threads > 1 else ''})")
+    return train_s
+
+
+def _evaluate_stage(test, trm, base, say) -> tuple[dict, dict]:
+    """[3/4]: both models on the held-out test puzzles, TRM after every supervision step."""
     say("[3/4] evaluating on the held-out test puzzles...")
-    test = load_split(data, "test")
-    trm = load_checkpoint(out / "trm")
-    base = load_checkpoint(out / "baseline")
     r_trm = evaluate(trm.model, test, trm.task)
     r_base = evaluate(base.model, test, base.task)
     trm_by_step = r_trm["exact_by_step"]
-
     n_steps = len(trm_by_step)
     say("")
     say(f"  held-out exact accuracy ({r_trm['n']} puzzles never seen in training)")
@@ -317,9 +343,13 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
     say(f"  (T={c.H_cycles} cycles of n={c.L_cycles} latent updates + 1 answer update) and feeds its answer back for")
     say(f"  up to {c.halt_max_steps} steps: each row above is the same trained TRM stopped after k steps.")
     say("")
+    return r_trm, r_base
 
+
+def _show_stage(test, trm, base, say):
+    """[4/4]: one held-out puzzle solved step by step, one the baseline gets wrong when there is
+    one (that is where recursion matters). Returns (its index, the batch shown, the batch's size)."""
     say("[4/4] one held-out puzzle, solved step by step by TRM:")
-    # Show a puzzle the baseline gets wrong when there is one: that is where recursion matters.
     idx = np.arange(min(test.num_examples, 64))
     batch_np = collate(test, idx, test.example_identifiers(idx))
     batch = to_device(batch_np, next(base.model.parameters()).device)
@@ -336,22 +366,4 @@ def _run(preset: DemoTask, task: str, out: Path, budget: dict, seed: int, parall
     say(text)
     say(f"  (the baseline's answer to this puzzle is {'right' if base_ok[pick] else 'wrong'})")
     say("")
-
-    plot = out / "accuracy_by_step.png"
-    verdict = _verdict(trm_by_step, r_base["exact_accuracy"])
-    _plot(plot, trm_by_step, r_base["exact_accuracy"], f"{preset.description}: {verdict}")
-    wall = time.time() - t0
-    summary = {
-        "task": task, "task_description": preset.description,
-        "trm_exact": r_trm["exact_accuracy"], "baseline_exact": r_base["exact_accuracy"], "verdict": verdict,
-        "trm_exact_by_step": trm_by_step, "trm_params": trm.meta["params"], "baseline_params": base.meta["params"],
-        "trm_train_steps": trm.meta["step"], "baseline_train_steps": base.meta["step"],
-        "trm_valid_rate": r_trm["valid_rate"], "baseline_valid_rate": r_base["valid_rate"],
-        "n_test": r_trm["n"], **budget, "train_s": {k: round(v, 1) for k, v in train_s.items()}, "wall_s": round(wall, 1),
-    }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
-    say(f"wrote {out}/: summary.json, accuracy_by_step.png, data/ (dataset), trm/ and baseline/ (checkpoints)")
-    say(f"  try: recursa eval {out}/trm --data {out}/data --steps {2 * n_steps}   (think longer than trained)")
-    say(f"       recursa solve {out}/trm --puzzle \"{trm.task.puzzle_text(batch_np['inputs'][(pick + 1) % len(idx)])}\"")
-    say(f"total wall time {fmt_time(wall)}")
-    return summary
+    return pick, batch_np, len(idx)

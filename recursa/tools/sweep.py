@@ -115,26 +115,8 @@ def _value(text: str):
 def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path, *, overrides: list[str] = (),
           seeds: list[int] = (0,), eval_steps: int = 0, eval_limit: int = 0,
           variants: list[tuple[str, list[str]]] = (), log=print) -> list[dict]:
-
     out = Path(out)
-    if not vary and not variants:
-        raise RecursaError("give at least one --vary SECTION.KEY=V1,V2,... or --variant NAME=SETTINGS")
-    keys = [k for k, _ in vary]
-    grid = [dict(zip(keys, combo)) for combo in itertools.product(*[v for _, v in vary])]
-    # every point is checked before any training
-    configs = []
-    for vname, bundle in (variants or [(None, [])]):
-        for point in grid:
-            for seed in seeds:
-                sets = list(overrides) + bundle + [f"{k}={v}" for k, v in point.items()] + [f"train.seed={seed}"]
-                name = ",".join(x for x in (f"variant={vname}" if vname else "", run_name(point)) if x)
-                name += f",seed={seed}"
-                try:
-                    cfg = config_mod.load(recipe, sets + [f"train.out={out / name}"])
-                    resolve_eval_split(cfg.train.data, cfg.train.eval_split)  # before any training
-                except RecursaError as e:
-                    raise RecursaError(f"run {name}: {e}") from None
-                configs.append((vname, point, seed, name, cfg))
+    configs = _configs(recipe, vary, out, overrides, seeds, variants)
     if out.exists() and not out.is_dir():
         raise RecursaError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -149,40 +131,66 @@ def sweep(recipe: str | Path, vary: list[tuple[str, list[str]]], out: str | Path
     for i, (vname, point, seed, name, cfg) in enumerate(configs, 1):
         if name in done:
             continue
-        run = out / name
-        t0 = time.perf_counter()
         log(f"[{i}/{len(configs)}] {name}")
-        trainer = Trainer(cfg, resume=(run / "latest").is_file(), progress=False, log=lambda *a: None)
-        trainer.fit()
-        train_s = time.perf_counter() - t0
-        loaded = load_checkpoint(run, pick_device(cfg.train.device))
-        split_name = resolve_eval_split(cfg.train.data, cfg.train.eval_split)
-        split = load_split(cfg.train.data, split_name)
-        info = read_task_info(cfg.train.data)
-        task = load_task(info) if info else None
-        protocol = Protocol.as_trained(loaded.model, eval_steps)
-        steps = protocol.max_steps
-        res = evaluate(loaded.model, split, task, batch_size=cfg.eval.batch_size, limit=eval_limit,
-                       protocol=protocol, curve=True)
-        curve = eval_curve(run)
-        trained_s = curve[-1][0] if curve else train_s  # training time alone (evaluation not counted)
         row = {"run": name, **({"variant": vname} if vname else {}), **{_column(k): _value(v) for k, v in point.items()},
-               "seed": seed, "params": loaded.meta.get("params"), "train_steps": loaded.meta["step"],
-               "train_s": round(trained_s, 1), "wall_s": round(train_s, 1),
-               "eval_steps": steps, "calls_per_puzzle": steps * calls_per_step(loaded.model),
-               "exact_accuracy": res["exact_accuracy"], "valid_rate": res["valid_rate"],
-               "token_accuracy": res["token_accuracy"], "exact_by_step": res["exact_by_step"],
-               "valid_by_step": res.get("valid_by_step"), "n": res["n"], "split": split_name,
-               "curve": curve}
+               "seed": seed, **_train_and_evaluate(cfg, out / name, eval_steps, eval_limit)}
         rows.append(row)
         atomic_write_text(results_path, json.dumps({"recipe": str(recipe), "vary": dict(vary),
                                                     "variants": dict(variants), "overrides": list(overrides),
                                                     "seeds": list(seeds), "runs": rows}, indent=1) + "\n")
         log(f"    exact {row['exact_accuracy']:.3f}  ({row['params']:,} parameters, {row['train_steps']} steps, "
             f"{row['train_s']:.0f} s)")
-    plot(out / "sweep.png", rows, (["variant"] if variants else []) + keys)
+    plot(out / "sweep.png", rows, (["variant"] if variants else []) + [k for k, _ in vary])
     log(f"wrote {results_path} and {out / 'sweep.png'}")
     return rows
+
+
+def _configs(recipe, vary, out: Path, overrides, seeds, variants) -> list[tuple]:
+    """(variant, point, seed, run name, config) of every run, each checked before any training."""
+    if not vary and not variants:
+        raise RecursaError("give at least one --vary SECTION.KEY=V1,V2,... or --variant NAME=SETTINGS")
+    keys = [k for k, _ in vary]
+    grid = [dict(zip(keys, combo)) for combo in itertools.product(*[v for _, v in vary])]
+    configs = []
+    for vname, bundle in (variants or [(None, [])]):
+        for point in grid:
+            for seed in seeds:
+                sets = list(overrides) + bundle + [f"{k}={v}" for k, v in point.items()] + [f"train.seed={seed}"]
+                name = ",".join(x for x in (f"variant={vname}" if vname else "", run_name(point)) if x)
+                name += f",seed={seed}"
+                try:
+                    cfg = config_mod.load(recipe, sets + [f"train.out={out / name}"])
+                    resolve_eval_split(cfg.train.data, cfg.train.eval_split)  # before any training
+                except RecursaError as e:
+                    raise RecursaError(f"run {name}: {e}") from None
+                configs.append((vname, point, seed, name, cfg))
+    return configs
+
+
+def _train_and_evaluate(cfg, run: Path, eval_steps: int, eval_limit: int) -> dict:
+    """Train one run (resuming it if it was interrupted) and evaluate it: its row's numbers."""
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, resume=(run / "latest").is_file(), progress=False, log=lambda *a: None)
+    trainer.fit()
+    train_s = time.perf_counter() - t0
+    loaded = load_checkpoint(run, pick_device(cfg.train.device))
+    split_name = resolve_eval_split(cfg.train.data, cfg.train.eval_split)
+    split = load_split(cfg.train.data, split_name)
+    info = read_task_info(cfg.train.data)
+    task = load_task(info) if info else None
+    protocol = Protocol.as_trained(loaded.model, eval_steps)
+    steps = protocol.max_steps
+    res = evaluate(loaded.model, split, task, batch_size=cfg.eval.batch_size, limit=eval_limit,
+                   protocol=protocol, curve=True)
+    curve = eval_curve(run)
+    trained_s = curve[-1][0] if curve else train_s  # training time alone (evaluation not counted)
+    return {"params": loaded.meta.get("params"), "train_steps": loaded.meta["step"],
+            "train_s": round(trained_s, 1), "wall_s": round(train_s, 1),
+            "eval_steps": steps, "calls_per_puzzle": steps * calls_per_step(loaded.model),
+            "exact_accuracy": res["exact_accuracy"], "valid_rate": res["valid_rate"],
+            "token_accuracy": res["token_accuracy"], "exact_by_step": res["exact_by_step"],
+            "valid_by_step": res.get("valid_by_step"), "n": res["n"], "split": split_name,
+            "curve": curve}
 
 
 def record_rows(path, rows: list[dict], out, command: str) -> Path:

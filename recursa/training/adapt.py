@@ -54,7 +54,30 @@ def adapt(ckpt, tasks_path, out, data_out, *, solutions_path=None, num_aug: int 
     info = loaded.task.build_adaptation(data_out, Path(tasks_path), Path(solutions_path) if solutions_path else None,
                                         base, num_aug=num_aug, seed=seed, overwrite=overwrite, log=log)
     train = load_split(data_out, "train")
-    spec = DataSpec(loaded.spec.vocab_size, loaded.spec.seq_len, train.meta["num_puzzle_identifiers"])
+    spec = DataSpec(loaded.spec.vocab_size, loaded.spec.seq_len, train.meta["num_puzzle_identifiers"], loaded.spec.grid)
+    model = _grown_model(loaded, spec, seed, full_model)
+    opt = torch.optim.AdamW(model.parameters(), lr=model_lr, weight_decay=0.0) if full_model and steps else None
+    sparse = SignSGDSparse(model.inner.puzzle_emb, lr, weight_decay)
+    sampler = TrainSampler(train, max(1, min(batch_size, _per_pass(train))), seed)
+    t0 = time.perf_counter()
+    _fit(model, sampler, opt, sparse, steps, loaded.cfg.train.loss, seed, log)
+    model.eval()
+    weights = {k: v for k, v in model.state_dict().items()}
+    meta = {k: v for k, v in loaded.meta.items() if k not in ("files", "spec")}
+    meta.update({"spec": spec.to_dict(), "adapted": {
+        "from": str(loaded.path), "data": str(data_out), **info, "steps": steps, "batch_size": sampler.batch_size,
+        "lr": lr, "weight_decay": weight_decay, "full_model": full_model, "model_lr": model_lr if full_model else None,
+        "num_aug": num_aug, "seed": seed, "seconds": round(time.perf_counter() - t0, 2)}})
+    path = write_checkpoint_dir(out, meta, weights)
+    log(f"wrote {path}: {spec.num_puzzle_identifiers - base} new embedding rows fitted for {steps} steps "
+        f"({'whole model' if full_model else 'network frozen'}); evaluate: recursa eval {path} --data {data_out}")
+    return path
+
+
+def _grown_model(loaded, spec: DataSpec, seed: int, full_model: bool):
+    """The checkpoint's model with its puzzle-embedding table grown by zero rows to ``spec``'s
+    identifiers; only the table trains unless ``full_model``."""
+    base = loaded.spec.num_puzzle_identifiers
     dev = next(loaded.model.parameters()).device
     model = build_model(loaded.cfg.model, spec, seed=seed).to(dev)
     own = loaded.model.state_dict()
@@ -64,22 +87,28 @@ def adapt(ckpt, tasks_path, out, data_out, *, solutions_path=None, num_aug: int 
     model.load_state_dict({**own, "inner.puzzle_emb.weights": grown})
     for p in model.parameters():
         p.requires_grad_(full_model)
-    opt = torch.optim.AdamW(model.parameters(), lr=model_lr, weight_decay=0.0) if full_model and steps else None
-    sparse = SignSGDSparse(model.inner.puzzle_emb, lr, weight_decay)
-    # one pass over the tasks (a version of each) must fill a batch: few new tasks, small batches
+    return model
+
+
+def _per_pass(train) -> int:
+    """Examples in one pass over the tasks (a version of each): it must fill a batch (few new
+    tasks, small batches)."""
     counts = np.diff(np.asarray(train.puzzle_indices))
     groups = np.asarray(train.group_indices)
-    per_pass = sum(int(counts[groups[g]:groups[g + 1]].min()) for g in range(len(groups) - 1))
-    sampler = TrainSampler(train, max(1, min(batch_size, per_pass)), seed)
+    return sum(int(counts[groups[g]:groups[g + 1]].min()) for g in range(len(groups) - 1))
+
+
+def _fit(model, sampler, opt, sparse, steps: int, loss_kind: str, seed: int, log) -> None:
+    dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(seed)
     model.train()
-    carry, t0, seen = None, time.perf_counter(), {"loss": 0.0, "exact": 0.0, "count": 0.0}
+    carry = None
     for step in range(1, steps + 1):
         batch = to_device(sampler.next_batch(), dev)
         if carry is None:
             carry = model.initial_carry(batch)
         carry, outputs = model(carry, batch, generator=gen)
-        loss, metrics = act_loss(outputs, carry.data["labels"], carry.halted, carry.steps, loaded.cfg.train.loss)
+        loss, metrics = act_loss(outputs, carry.data["labels"], carry.halted, carry.steps, loss_kind)
         (loss / sampler.batch_size).backward()
         sparse.step()
         sparse.zero_grad()
@@ -91,14 +120,3 @@ def adapt(ckpt, tasks_path, out, data_out, *, solutions_path=None, num_aug: int 
                     "count": metrics["count"].item()}
             log(f"adapt step {step}/{steps}: loss {seen['loss']:.4f}, demonstrations right "
                 f"{int(seen['exact'])}/{int(seen['count'])} of those finished")
-    model.eval()
-    weights = {k: v for k, v in model.state_dict().items()}
-    meta = {k: v for k, v in loaded.meta.items() if k not in ("files", "spec")}
-    meta.update({"spec": vars(spec), "adapted": {
-        "from": str(loaded.path), "data": str(data_out), **info, "steps": steps, "batch_size": sampler.batch_size,
-        "lr": lr, "weight_decay": weight_decay, "full_model": full_model, "model_lr": model_lr if full_model else None,
-        "num_aug": num_aug, "seed": seed, "seconds": round(time.perf_counter() - t0, 2)}})
-    path = write_checkpoint_dir(out, meta, weights)
-    log(f"wrote {path}: {spec.num_puzzle_identifiers - base} new embedding rows fitted for {steps} steps "
-        f"({'whole model' if full_model else 'network frozen'}); evaluate: recursa eval {path} --data {data_out}")
-    return path

@@ -101,7 +101,7 @@ class Trainer:
         self.runs.close()
 
     def _meta(self) -> dict:
-        return {"config": config_mod.to_dict(self.cfg), "spec": vars(self.spec), "task": self.data.task_info,
+        return {"config": config_mod.to_dict(self.cfg), "spec": self.spec.to_dict(), "task": self.data.task_info,
                 "arch": self.cfg.model.arch, "params": self.n_params, "ema_weights": self.ema is not None}
 
     def _check_finite(self):
