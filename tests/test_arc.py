@@ -9,17 +9,8 @@ import pytest
 from recursa.cli import main
 from recursa.data.format import load_split
 from recursa.errors import RecursaError
-from recursa.tasks.arc import (
-    EOS,
-    augment_grids,
-    build_arc,
-    colour_maps,
-    crop,
-    invert_grid,
-    parse_version,
-    place,
-    version_name,
-)
+from recursa.tasks.arc import augment_grids, build_arc, colour_maps, place, version_name
+from recursa.tasks.arc_grid import EOS, crop, invert_grid, parse_version
 from recursa.tasks.arc_voting import ArcVoting
 
 from .conftest import data_file

@@ -1306,7 +1306,7 @@ def test_train_out_that_is_not_a_run_directory(world, tmp_path, capsys, monkeypa
 
 
 def test_an_unexpected_bug_is_one_internal_error_line_and_debug_shows_the_traceback(world, capsys, monkeypatch):
-    import recursa.cli.eval as ev
+    import recursa.evaluation.checkpoints as ev
 
     def bug(*a, **k):
         raise KeyError("injected bug")

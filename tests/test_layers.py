@@ -1,6 +1,5 @@
 """Imports go down the layers only (the README's layout): a module never imports one from a higher
-layer, inside functions included. One documented exception: data/format.py checks task.json
-against the task registry."""
+layer, inside functions included; no module imports its own importer (no circles)."""
 
 import ast
 
@@ -17,7 +16,6 @@ LAYERS = [
     ("cli", "__main__", "__init__"),
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
-ALLOWED = {("data.format", "tasks")}
 
 
 def _unit(module: str) -> str:
@@ -46,7 +44,7 @@ def _imports(path, module: str):
 
 def test_no_module_imports_from_a_higher_layer():
     root = REPO / "recursa"
-    bad, excused = [], set()
+    bad = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).with_suffix("")
         module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts) or "__init__"
@@ -57,12 +55,8 @@ def test_no_module_imports_from_a_higher_layer():
             if them not in RANK or them == me:
                 continue
             if RANK[them] > RANK[me]:
-                if (module, them) in ALLOWED:
-                    excused.add((module, them))
-                else:
-                    bad.append(f"{module} imports {target}")
+                bad.append(f"{module} imports {target}")
     assert not bad, bad
-    assert excused == ALLOWED  # the check sees imports inside functions (the exception is one)
 
 
 def test_the_trainer_holds_no_checkpoint_format():
@@ -100,9 +94,9 @@ def _functions(tree):
 
 
 def test_imports_inside_functions_say_why():
-    """An import inside a function is there for a reason written on its line (`# late: ...`): a
-    cycle (of recursa's own modules: the only two are named), an optional or slow dependency, a
-    platform-only module. Everything else is imported at the top of its module."""
+    """An import inside a function is there for a reason written on its line (`# late: ...`): an
+    optional or slow dependency, a platform-only module; never one of recursa's own (that would
+    hide a circle). Everything else is imported at the top of its module."""
     internal, unexplained = [], []
     for path in sorted((REPO / "recursa").rglob("*.py")):
         lines = path.read_text().splitlines()
@@ -115,7 +109,7 @@ def test_imports_inside_functions_say_why():
                     if isinstance(node, ast.ImportFrom) and node.level:
                         internal.append(f"{path.relative_to(REPO / 'recursa')}:{node.module}")
     assert not unexplained, unexplained
-    assert sorted(set(internal)) == ["data/format.py:tasks", "tasks/arc.py:arc_voting"], internal
+    assert not internal, internal
 
 
 def test_the_package_top_level_stays_small():
@@ -148,3 +142,34 @@ def test_long_functions_are_the_documented_few_and_the_trainer_is_small():
     tree = ast.parse((REPO / "recursa" / "training" / "trainer.py").read_text())
     trainer = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Trainer")
     assert trainer.end_lineno - trainer.lineno + 1 <= 250
+
+
+def test_no_import_circles():
+    """The graph of recursa's module imports (top level and inside functions) has no cycle."""
+    graph: dict[str, set[str]] = {}
+    modules = {}
+    for path in sorted((REPO / "recursa").rglob("*.py")):
+        rel = path.relative_to(REPO / "recursa").with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts) or "__init__"
+        modules[module] = path
+    for module, path in modules.items():
+        deps = set()
+        for target in _imports(path, module):
+            while target and target not in modules:  # `from .pkg import name`: the package
+                target = target.rpartition(".")[0]
+            if target and target != module:
+                deps.add(target)
+        graph[module] = deps
+    state: dict[str, int] = {}
+
+    def visit(m, stack):
+        state[m] = 1
+        for d in graph.get(m, ()):
+            if state.get(d) == 1:
+                raise AssertionError(" -> ".join(stack[stack.index(d):] + [d]) if d in stack else f"{m} -> {d}")
+            if d not in state:
+                visit(d, stack + [d])
+        state[m] = 2
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])

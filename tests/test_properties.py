@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 from recursa import config, storage
 from recursa.cli import main
-from recursa.data.format import check_task_matches, load_split, read_task_info
+from recursa.data.format import check_task_matches, load_split
 from recursa.errors import RecursaError
-from recursa.tasks import ArcTask, MazeTask, SortingTask, SudokuTask, load_task
+from recursa.tasks import ArcTask, MazeTask, SortingTask, SudokuTask, load_task, read_task_info
 
 from .conftest import tiny_config
 
@@ -424,8 +424,8 @@ def test_import_official_identifiers(official, scratch, content):
 @FEW
 @given(data=st.data())
 def test_checkpoint_config_json(ckpt, scratch, data):
-    from recursa.inference.checkpoint import load_checkpoint
     from recursa.inference import checkpoint
+    from recursa.inference.checkpoint import load_checkpoint
     src = checkpoint.resolve(ckpt)
     meta = json.loads((src / "config.json").read_text())
     dst = scratch / "ck"

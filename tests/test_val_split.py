@@ -11,7 +11,7 @@ from recursa.cli import main
 from recursa.data.format import load_split, resolve_eval_split
 from recursa.errors import RecursaError
 from recursa.tasks import BUILD_COMMANDS, build_arc, build_maze, build_sorting, build_sudoku, build_sudoku_extreme
-from recursa.tasks.arc import crop, parse_version
+from recursa.tasks.arc_grid import crop, parse_version
 from recursa.tasks.arc_voting import ArcVoting
 from recursa.tasks.grid import dihedral
 from recursa.tasks.maze import generate_mazes
@@ -162,8 +162,8 @@ def _metrics(run):
 
 
 def test_training_chooses_on_val_and_reports_on_test(tmp_path, val_data):
-    from recursa.training.trainer import fit
     from recursa import config as config_mod
+    from recursa.training.trainer import fit
     cfg = tiny_config(val_data, tmp_path / "run", steps=20, eval_interval=10, keep_best="exact_accuracy")
     cfg = config_mod.replace(cfg, eval={"limit": 0})
     logs = []

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from recursa.cli import main
-from recursa.data.format import check_task_matches, load_split, read_task_info
+from recursa.data.format import check_task_matches, load_split
 from recursa.errors import RecursaError
-from recursa.tasks import MazeTask, SortingTask, SudokuTask, build_sorting, build_sudoku
+from recursa.tasks import MazeTask, SortingTask, SudokuTask, build_sorting, build_sudoku, read_task_info
 
 from .conftest import cli_error
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 
-from ..data.format import load_split, read_task_info
+from ..data.format import load_split
 from ..device import pick_device
 from ..errors import RecursaError
 from ..evaluation import halting
 from ..evaluation.checkpoints import check_fit
 from ..inference.checkpoint import load_checkpoint
+from ..tasks import read_task_info
 
 
 def add_arguments(p) -> None:

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import storage
 from ..device import pick_device
@@ -27,7 +26,7 @@ from ..errors import RecursaError
 from ..evaluation import halting
 from ..inference.checkpoint import load_checkpoint
 from ..inference.display import show_refinement
-from ..inference.engine import Protocol, think
+from ..inference.engine import Protocol, think_one
 from ..inference.render import Trace, terminal_trace
 
 
@@ -57,8 +56,6 @@ def add_arguments(p: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-
-
     if args.steps < 0 or args.per_row < 1:
         raise RecursaError("--steps must be >= 0 and --per-row >= 1")
     loaded = load_checkpoint(args.ckpt, pick_device(args.device), args.dtype)
@@ -86,14 +83,8 @@ def run(args) -> int:
     parsed = [(task.parse_for_solve(text, where, allow_multiple=args.allow_multiple), where) for text, where in items]
     n_valid = 0
     for inputs, where in parsed:
-        batch = {"inputs": torch.from_numpy(inputs[None].astype(np.int64)),
-                 "labels": torch.zeros(1, len(inputs), dtype=torch.int64),
-                 "puzzle_identifiers": torch.zeros(1, dtype=torch.int64)}
-        batch = {k: v.to(next(loaded.model.parameters()).device) for k, v in batch.items()}
-        preds, qs = [], []
-        for snap in think(loaded.model, batch, protocol):
-            preds.append(snap.preds[0].cpu().numpy())
-            qs.append(float(snap.q_halt[0]))
+        snaps = think_one(loaded.model, inputs, protocol)
+        preds, qs = [s.preds[0].cpu().numpy() for s in snaps], [float(s.q_halt[0]) for s in snaps]
         if args.trace:
             tr = Trace(f"{where}: {task.describe()}", task.render(inputs), [task.render(x) for x in preds],
                        [1.0 / (1.0 + float(np.exp(-q))) for q in qs],

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..errors import RecursaError
-from .format import read_task_info
+from .format import read_task_json
 
 DEFAULT_BUCKETS = (0, 1, 10, 100)
 
@@ -66,7 +66,7 @@ class RatingBuckets:
         ratings = split.extras.get("ratings")
         if ratings is None:
             return None
-        return cls(ratings, split.puzzle_indices, read_task_info(data_dir).get("rating_buckets"))
+        return cls(ratings, split.puzzle_indices, read_task_json(data_dir).get("rating_buckets"))
 
     def update(self, idx, preds, q_halt, exact, scored) -> None:
         puzzle = np.searchsorted(self.puzzle_indices, idx, side="right") - 1

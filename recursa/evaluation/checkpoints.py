@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..data.format import load_split, read_task_info
+from ..data.format import load_split
 from ..errors import RecursaError
 from ..inference import checkpoint
 from ..inference.checkpoint import Loaded, load_checkpoint
 from ..inference.engine import Protocol
+from ..tasks import read_task_info
 from . import halting
 from .evaluate import evaluate
 

@@ -215,6 +215,15 @@ def think(model: ACT, batch: dict[str, torch.Tensor], protocol: Protocol,
             return
 
 
+def think_one(model: ACT, inputs: np.ndarray, protocol: Protocol, puzzle_identifier: int = 0) -> list[Snapshot]:
+    """:func:`think` about one puzzle (``inputs``: its tokens): the snapshot after every step."""
+    device = next(model.parameters()).device
+    batch = {"inputs": torch.from_numpy(np.asarray(inputs, dtype=np.int64)[None]).to(device),
+             "labels": torch.zeros(1, len(inputs), dtype=torch.int64, device=device),
+             "puzzle_identifiers": torch.tensor([int(puzzle_identifier)], device=device)}
+    return list(think(model, batch, protocol))
+
+
 def _vote(k, preds_all, q_all, steps_all, done_all, first_conf, B, V, task, calls) -> Snapshot:
     """Map every view's answer back to its puzzle's frame; the answer that most views give wins,
     ties to the highest halting logit among them."""

@@ -23,9 +23,10 @@ import yaml
 
 from .. import config as config_mod
 from .. import storage
-from ..data.format import load_split, read_task_info
+from ..data.format import load_split
 from ..errors import RecursaError
 from ..models import MODELS, DataSpec, build_model, count_parameters
+from ..tasks import read_task_info
 from . import checkpoint
 
 # official arch field -> recursa ModelConfig field (same meaning)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .display import save_figure
-from .engine import Protocol, think
+from .engine import Protocol, think_one
 
 
 @dataclass
@@ -40,13 +40,9 @@ def trace(model, task, inputs: np.ndarray, puzzle_identifier: int = 0, steps: in
           title: str = "") -> Trace:
     """Run ``model`` on one puzzle (``inputs``: its tokens) for ``steps`` supervision steps (default:
     as trained) and draw every step."""
-    device = next(model.parameters()).device
-    batch = {"inputs": torch.from_numpy(np.asarray(inputs, dtype=np.int64)[None]).to(device),
-             "labels": torch.zeros(1, len(inputs), dtype=torch.int64, device=device),
-             "puzzle_identifiers": torch.tensor([int(puzzle_identifier)], device=device)}
     drawings, conf, valid = [], [], []
     has_check = hasattr(task, "check")
-    for snap in think(model, batch, Protocol.as_trained(model, steps)):
+    for snap in think_one(model, inputs, Protocol.as_trained(model, steps), puzzle_identifier):
         pred = snap.preds[0].cpu().numpy()
         drawings.append(task.render(pred))
         conf.append(float(torch.sigmoid(snap.q_halt[0])))

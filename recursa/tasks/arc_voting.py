@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import storage
 from ..errors import RecursaError
-from .arc import crop, invert_grid, parse_version
+from .arc_grid import crop, invert_grid, parse_version
 
 PASS_K = (1, 2, 5, 10, 100, 1000)
 

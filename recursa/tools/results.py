@@ -25,8 +25,8 @@ import torch
 
 from .. import config as config_mod
 from .. import storage
-from ..data.format import read_task_info
 from ..errors import RecursaError
+from ..tasks import read_task_info
 
 SCHEMA = 1
 #: Environment variables that emulate a CPU with fewer instruction sets (scripts/emulate_isa.sh).

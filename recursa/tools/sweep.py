@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import config as config_mod
 from .. import storage
-from ..data.format import load_split, read_task_info, resolve_eval_split
+from ..data.format import load_split, resolve_eval_split
 from ..device import pick_device
 from ..errors import RecursaError
 from ..evaluation.evaluate import evaluate
@@ -30,7 +30,7 @@ from ..inference.checkpoint import load_checkpoint, read_meta, resolve
 from ..inference.display import save_figure
 from ..inference.engine import Protocol, calls_per_step
 from ..storage import atomic_write_text
-from ..tasks import load_task
+from ..tasks import load_task, read_task_info
 from ..training.trainer import Trainer
 from . import results
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import torch
 
 from ..config import TrainConfig
-from ..data.format import Split, check_task_matches, load_split, read_task_info, resolve_eval_split
+from ..data.format import Split, check_task_matches, load_split, resolve_eval_split
 from ..device import to_device
 from ..errors import RecursaError
 from ..models import DataSpec
-from ..tasks import Task, load_task
+from ..tasks import Task, load_task, read_task_info
 from .methods import UNBOUNDED
 
 # Metrics every evaluation has (train.keep_best may also name a family's, e.g. ARC pass@2).
