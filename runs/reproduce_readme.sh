@@ -83,10 +83,14 @@ sudoku9_head() {  # the 9x9 recipe with the study's detached q head instead of t
   $R eval $run --data data/sudoku9 --adaptive --record $F --label head-seed0-adaptive
 }
 
-maze15() {  # 15x15 mazes: the nearest-answer recipe, 2 seeds side by side on one thread each (~75 min)
-  local F=results/maze15_nearest.json
+maze15_data() {
   [ -f data/maze15_32k/val/dataset.json ] || $R build maze --size 15 --min-path 40 --num-train 32000 --num-test 500 \
       --num-val 500 --aug --out data/maze15_32k --overwrite
+}
+
+maze15() {  # 15x15 mazes: the nearest-answer recipe, 2 seeds side by side on one thread each (~75 min)
+  local F=results/maze15_nearest.json
+  maze15_data
   train_seeds configs/maze15_nearest_cpu.toml runs/repro/maze15_nearest
   eval_seeds runs/repro/maze15_nearest data/maze15_32k $F
 }
@@ -116,6 +120,7 @@ numerics() {  # how much of their bounds the official-fixture checks use, per in
 
 step_minutes() {  # the recipes' step budgets in minutes, here and under AVX2 emulation (~8 min; a quiet machine)
   sudoku9_data
+  maze15_data
   python scripts/step_minutes.py --record results/step_minutes.json
 }
 
