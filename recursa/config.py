@@ -165,7 +165,10 @@ class ModelConfig:
     #: Blocks of the transformer baseline (official run: 8); 0 means L_layers (TRM's parameter count).
     baseline_layers: int = 0
     #: Activation dtype: weights stay float32 and are cast at use (official: bfloat16 on GPU).
-    forward_dtype: Literal["float32", "bfloat16"] = "float32"
+    #: "auto": bfloat16 where a training step of this model is measured faster in it on this
+    #: machine, else float32, chosen when training starts (recursa/training/autodtype.py); the run's
+    #: config and checkpoints record the choice.
+    forward_dtype: Literal["float32", "bfloat16", "auto"] = "float32"
 
     def __post_init__(self):
         _positive(self, "hidden_size", "num_heads", "L_layers", "H_layers", "H_cycles", "L_cycles", "halt_max_steps",

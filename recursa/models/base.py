@@ -64,6 +64,9 @@ class TokenModel(nn.Module):
         self.prefix_len = self.prefix_positions(cfg)
         self.positions = spec.seq_len + self.prefix_len
         self.embed_scale = math.sqrt(D)
+        if cfg.forward_dtype == "auto":
+            raise RecursaError('model.forward_dtype = "auto" is chosen when training starts (recursa train); '
+                               "a model is built in float32 or bfloat16")
         self.dtype = getattr(torch, cfg.forward_dtype)
         self.embed_tokens = Embedding(spec.vocab_size, D, 1.0 / self.embed_scale, generator)
         self.lm_head = Linear(D, spec.vocab_size, generator=generator)

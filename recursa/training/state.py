@@ -146,7 +146,13 @@ def check_resume_config(ckpt: Path, meta: dict, cfg, log) -> None:
     moot = {k.split(".", 1)[1] for k in (*config_mod.ineffective(saved_cfg), *config_mod.ineffective(cfg))
             if k.startswith("model.")}
     saved_model = {k: v for k, v in config_mod.to_dict(saved_cfg)["model"].items() if k not in moot}
-    if saved_model != {k: v for k, v in now["model"].items() if k not in moot}:
+    now_model = {k: v for k, v in now["model"].items() if k not in moot}
+    if saved_model != now_model:
+        if {k for k in saved_model if saved_model[k] != now_model.get(k)} == {"forward_dtype"}:
+            was = saved_model["forward_dtype"]
+            raise RecursaError(f"{ckpt}: the run trained with model.forward_dtype = \"{was}\", this one would compute "
+                               f"in {now_model['forward_dtype']} (\"auto\" measures each machine); resume with "
+                               f"--set model.forward_dtype={was}")
         raise RecursaError(f"{ckpt}: the [model] section differs from the checkpoint's; resume with the same model config")
     saved_train = saved.get("train") if isinstance(saved.get("train"), dict) else {}
     show = config_mod.toml_value

@@ -32,7 +32,7 @@ from ..device import pick_device
 from ..errors import RecursaError
 from ..evaluation import halting
 from ..models import ACT, Carry, count_parameters
-from . import distributed, run_dir, state
+from . import autodtype, distributed, run_dir, state
 from .datasets import Batches, blank_batch, no_val_note, open_data, total_steps
 from .evals import Evaluations
 from .learner import Learner
@@ -70,6 +70,7 @@ class Trainer:
         self.device = distributed.setup(self.dist, pick_device(t.device), t.dist_timeout_s)
         self.data = open_data(t)
         self.task, self.spec = self.data.task, self.data.spec
+        self.cfg = cfg = autodtype.resolve(cfg, self.spec, self.device, self.dist, log)
         self.methods = methods_for(cfg, self.task)
         self.learner = Learner(cfg, self.spec, self.device, self.dist)
         self.model, self.opt, self.ema = self.learner.model, self.learner.opt, self.learner.ema
