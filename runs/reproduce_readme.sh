@@ -4,8 +4,8 @@
 #
 #   bash runs/reproduce_readme.sh                 # every figure (about 4 hours on 2 cores)
 #   bash runs/reproduce_readme.sh sweep_depth     # one or more of: demo_table halting_slack test_time
-#                                                 #   sweep_depth sudoku9 sudoku9_head maze15 bench numerics
-#                                                 #   step_minutes
+#                                                 #   sweep_depth sudoku9 sudoku9_head maze15 bench forward_dtype
+#                                                 #   numerics step_minutes
 #
 # Run from the repository root with `. .venv/bin/activate`. Every recipe has a step budget, so a
 # figure is the same computation on every machine; only float32 rounding differs between CPUs
@@ -114,6 +114,16 @@ bench() {  # docs/benchmarks.md's speed tables (~35 min; a quiet machine: nothin
   python scripts/bench_tables.py --write docs/benchmarks.md
 }
 
+forward_dtype() {  # the 9x9 recipe in float32 and with model.forward_dtype = "auto", 2 threads, one after the other (~12 min)
+  local F=results/forward_dtype.json d
+  sudoku9_data
+  for d in float32 auto; do
+    $R train configs/sudoku9_cgar_muon_cpu.toml --quiet --set train.num_threads=2 --set model.forward_dtype=$d \
+        --set train.out=runs/repro/dtype_$d
+    $R eval runs/repro/dtype_$d --data data/sudoku9 --record $F --label $d-fixed8
+  done
+}
+
 numerics() {  # how much of their bounds the official-fixture checks use, per instruction set (~3 min)
   python scripts/numerics_margins.py --record results/numerics.json
 }
@@ -124,7 +134,7 @@ step_minutes() {  # the recipes' step budgets in minutes, here and under AVX2 em
   python scripts/step_minutes.py --record results/step_minutes.json
 }
 
-ALL=(demo_table halting_slack test_time sweep_depth sudoku9 sudoku9_head maze15 bench numerics step_minutes)
+ALL=(demo_table halting_slack test_time sweep_depth sudoku9 sudoku9_head maze15 bench forward_dtype numerics step_minutes)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in *" $name "*) ;; *) echo "unknown figure $name (choose from: ${ALL[*]})" >&2; exit 2;; esac
   echo "== $name"

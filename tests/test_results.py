@@ -175,3 +175,30 @@ def test_config_hash_ignores_where_a_run_was_written():
     b = {"model": {"hidden_size": 8}, "train": {"out": "y", "data": "e", "seed": 1}}
     assert results.config_sha256(a) == results.config_sha256(b)
     assert results.config_sha256(a) != results.config_sha256({**a, "train": {"seed": 2}})
+
+
+def test_train_seconds_is_the_runs_training_time_at_the_checkpoint(tmp_path):
+    from recursa.tools.results import train_seconds
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_0000020").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in (
+        {"step": 10, "elapsed_s": 4.04}, {"step": 20, "elapsed_s": 8.26}, {"step": 20, "eval/exact_accuracy": 0.5},
+        {"step": 30, "elapsed_s": 12.0})) + "\n{torn")
+    assert train_seconds(run / "checkpoints" / "step_0000020", 20) == 8.3
+    assert train_seconds(run / "checkpoints" / "step_0000020", 5) is None
+    assert train_seconds(tmp_path / "elsewhere" / "ckpt", 20) is None
+
+
+def test_forward_dtype_table_is_the_recorded_one():
+    """docs/benchmarks.md's float32-vs-"auto" table: the figures of results/forward_dtype.json."""
+    text = (REPO / "docs" / "benchmarks.md").read_text()
+    table = text.split("<!-- dtype -->", 1)[1].split("<!-- /dtype -->", 1)[0]
+    rec = results.read(REPO / "results" / "forward_dtype.json")["figures"]
+    rows = [r for r in table.strip().splitlines()[2:]]
+    assert len(rows) == len(rec) == 2
+    for row in rows:
+        name, dtype, exact, secs = [c.strip() for c in row.strip("|").split("|")]
+        fig = rec[f"{name}-fixed8"]
+        assert fig["run"]["forward_dtype"] == dtype
+        assert exact == f"{100 * fig['metrics']['exact_accuracy']:.1f}%"
+        assert secs == f"{fig['run']['train_s']:.0f} s"

@@ -134,6 +134,7 @@ def _print(loaded, res: dict, data, split_name: str, scorer) -> None:
 def _record(args, ev) -> None:
     fig = results_mod.eval_figure(ev.res, ev.loaded.meta, args.data, args.split)
     fig["command"] = results_mod.command_line(getattr(args, "_argv", None))
+    fig["run"]["train_s"] = results_mod.train_seconds(ev.loaded.path, ev.loaded.meta["step"])
     if ev.scorer is not None and ev.scorer.key in ev.res:
         fig["metrics"].update(ev.scorer.scalars(ev.res[ev.scorer.key]))
     print(f"  recorded as {args.label!r} in {results_mod.record(args.record, args.label, fig)}")

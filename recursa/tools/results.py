@@ -84,6 +84,23 @@ def data_facts(data_dir: str | Path, split: str, n: int) -> dict:
             "seed": info.get("seed")}
 
 
+def train_seconds(ckpt: Path, step: int) -> float | None:
+    """Training seconds (evaluations and checkpoints not counted) at ``step`` of the run a
+    checkpoint ``RUN/checkpoints/step_N`` belongs to, from the run's metrics.jsonl (None: no log)."""
+    path = Path(ckpt).parent.parent / "metrics.jsonl"
+    best = None
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step \
+                    and isinstance(row.get("elapsed_s"), (int, float)):
+                best = round(float(row["elapsed_s"]), 1)
+    return best
+
+
 def run_facts(meta: dict) -> dict:
     """A checkpoint's facts from its meta (config.json)."""
     cfg = meta.get("config") or {}
