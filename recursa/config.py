@@ -141,6 +141,15 @@ class ModelConfig:
     #: (Schwarzschild et al., 2021) solve mazes this way. Square grids only; not for Sudoku, whose
     #: constraints are not local. Not in TRM/URM.
     conv_mixer: int = 0
+    #: A token mixer over the rules' groups of cells: every cell mixes in the mean of each group
+    #: its task declares it in (Sudoku: its row, its column, its box; ``Task.groups``), with a
+    #: learned per-channel weight per kind of group and one for itself, in place of attention (or
+    #: mlp_t) in every block; the block's channel SwiGLU then mixes the channels. Why: a Sudoku
+    #: cell's constraints are exactly its row, column and box, so one application tells each cell
+    #: which digits its peers hold or lean to (constraint propagation's step), and the recursion
+    #: supplies the depth; attention must learn those 20 peers from data. Recurrent relational
+    #: networks (Palm et al., 2018) pass messages over the same peer graph. Not in TRM/URM.
+    group_mixer: bool = False
     #: How many of the last recursion cycles (T) carry gradient: TRM's 1 (full back-propagation
     #: through the last cycle, the earlier ones without gradient); more = deeper back-propagation,
     #: the knob URM's and RSM's truncation studies turn. TRM family only; at most H_cycles.
@@ -175,7 +184,7 @@ class ModelConfig:
                   "ffn_multiple")
         for name, limit in MODEL_LIMITS.items():
             _at_most(self, name, limit)
-        attention = not (self.mlp_t or self.conv_mixer)  # the heads' constraints only bind where there are heads
+        attention = not self.attention_free  # the heads' constraints only bind where there are heads
         if attention and self.num_heads > self.hidden_size:
             raise RecursaError(f"model.num_heads={self.num_heads} must be <= model.hidden_size={self.hidden_size}")
         head_dim = self.hidden_size // self.num_heads  # as official: need not divide (baseline: 512 / 12 -> 42)
@@ -211,6 +220,10 @@ class ModelConfig:
             raise RecursaError(f"model.conv_mixer={self.conv_mixer} must be an odd kernel size (3, 5, ...) or 0 (off)")
         if self.conv_mixer and self.arch == "urm":
             raise RecursaError("model.conv_mixer: URM's blocks are attention + RoPE; use arch = \"trm\"")
+        if self.group_mixer and (self.conv_mixer or self.arch == "urm"):
+            raise RecursaError("model.group_mixer: one token mixer per block; " + (
+                "model.conv_mixer is another (set one to 0 / false)" if self.conv_mixer else
+                "URM's blocks are attention + RoPE; use arch = \"trm\""))
         if self.grad_cycles > 1 and (self.arch not in ("trm", "urm") or self.grad_cycles > self.H_cycles):
             raise RecursaError(f"model.grad_cycles = {self.grad_cycles}: TRM and URM only, and at most H_cycles = "
                                f"{self.H_cycles}")
@@ -224,6 +237,11 @@ class ModelConfig:
             if self.L_cycles > self.latents:
                 raise RecursaError(f"model.L_cycles = {self.L_cycles} > model.latents = {self.latents}: each latent "
                                    "update replaces its own latent, so n = L_cycles must be <= latents")
+
+    @property
+    def attention_free(self) -> bool:
+        """Whether another token mixer takes attention's place in every block."""
+        return bool(self.mlp_t or self.conv_mixer or self.group_mixer)
 
     @property
     def emb_ndim(self) -> int:
@@ -569,10 +587,12 @@ def ineffective(cfg: RunConfig) -> dict[str, str]:
     ``from_dict``.)"""
     m, t = cfg.model, cfg.train
     out: dict[str, str] = {}
-    mixer = (f"model.conv_mixer = {m.conv_mixer}: its convolution replaces the token mixer in every block"
+    mixer = ("model.group_mixer = true: the groups' means replace the token mixer in every block"
+             if m.group_mixer else
+             f"model.conv_mixer = {m.conv_mixer}: its convolution replaces the token mixer in every block"
              if m.conv_mixer else "model.mlp_t = true: an MLP over the tokens replaces attention in every block"
              if m.mlp_t else None)
-    if m.conv_mixer:
+    if m.conv_mixer or m.group_mixer:
         out["model.mlp_t"] = mixer
     if mixer:  # no attention anywhere
         out["model.num_heads"] = mixer

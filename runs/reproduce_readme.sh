@@ -4,8 +4,8 @@
 #
 #   bash runs/reproduce_readme.sh                 # every figure (about 4 hours on 2 cores)
 #   bash runs/reproduce_readme.sh sweep_depth     # one or more of: demo_table halting_slack test_time
-#                                                 #   sweep_depth sudoku9 sudoku9_head maze15 bench forward_dtype
-#                                                 #   numerics step_minutes
+#                                                 #   sweep_depth sudoku9 sudoku9_head maze15 maze30 bench
+#                                                 #   forward_dtype numerics step_minutes
 #
 # Run from the repository root with `. .venv/bin/activate`. Every recipe has a step budget, so a
 # figure is the same computation on every machine; only float32 rounding differs between CPUs
@@ -128,13 +128,29 @@ numerics() {  # how much of their bounds the official-fixture checks use, per in
   python scripts/numerics_margins.py --record results/numerics.json
 }
 
+maze30_data() {
+  [ -f data/maze30_16k/val/dataset.json ] || $R build maze --num-train 16000 --num-test 1000 --num-val 500 --aug \
+      --out data/maze30_16k --overwrite
+}
+
+maze30() {  # Maze-Hard 30x30: the recipe's 90-minute time budget on 2 threads, then 1,000 test mazes (~2 h)
+  # A time budget (the issue's claim is "90 minutes on 2 cores"), so the steps follow the machine:
+  # for the recorded computation itself use --set train.steps=<the record's step> --set train.max_time_s=0.
+  local F=results/maze30_nearest.json run=runs/repro/maze30_nearest
+  maze30_data
+  $R train configs/maze30_nearest_cpu.toml --quiet --set train.out=$run
+  $R eval $run --data data/maze30_16k --split test --limit 1000 --record $F --label seed0-fixed8
+  $R eval $run --data data/maze30_16k --split test --limit 1000 --steps 16 --curve --record $F --label seed0-fixed16
+  $R eval $run --data data/maze30_16k --split test --limit 1000 --views 8 --record $F --label seed0-views8
+}
+
 step_minutes() {  # the recipes' step budgets in minutes, here and under AVX2 emulation (~8 min; a quiet machine)
   sudoku9_data
   maze15_data
   python scripts/step_minutes.py --record results/step_minutes.json
 }
 
-ALL=(demo_table halting_slack test_time sweep_depth sudoku9 sudoku9_head maze15 bench forward_dtype numerics step_minutes)
+ALL=(demo_table halting_slack test_time sweep_depth sudoku9 sudoku9_head maze15 maze30 bench forward_dtype numerics step_minutes)
 for name in "${@:-${ALL[@]}}"; do
   case " ${ALL[*]} " in *" $name "*) ;; *) echo "unknown figure $name (choose from: ${ALL[*]})" >&2; exit 2;; esac
   echo "== $name"

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -9,6 +10,8 @@ from safetensors.torch import load_file
 from recursa.config import ModelConfig
 from recursa.errors import RecursaError
 from recursa.models import DataSpec, build_model, count_parameters
+from recursa.tasks import TASKS
+from recursa.tasks.sudoku import SudokuTask
 
 from . import numerics
 from .conftest import data_file, fixture_file
@@ -473,6 +476,67 @@ def test_conv_mixer_replaces_the_token_mixer_by_the_cells_grid_neighbourhood():
     with pytest.raises(Exception, match="conv_mixer: the puzzle has 15 cells"):
         build_model(ModelConfig(hidden_size=32, num_heads=2, conv_mixer=3),
                     DataSpec(vocab_size=6, seq_len=15, num_puzzle_identifiers=3), seed=1)
+
+
+def test_sudoku_declares_its_rows_columns_and_boxes_as_groups():
+    """Task.groups for Sudoku: three partitions of the cells, each group N cells, and the box
+    partition made of box_rows x box_cols rectangles (6x6: 2 x 3)."""
+    task = SudokuTask(2, 3)
+    rows, cols, boxes = (np.array(k).reshape(6, 6) for k in task.groups)
+    assert (rows == np.arange(6)[:, None]).all() and (cols == np.arange(6)[None, :]).all()
+    for b in range(6):
+        r, c = np.nonzero(boxes == b)
+        assert len(r) == 6 and r.max() - r.min() == 1 and c.max() - c.min() == 2  # a 2-row, 3-column box
+    assert TASKS["maze"](size=5).groups is None  # a maze has no groups of cells
+
+
+def test_group_mixer_averages_each_cells_row_column_and_box():
+    """model.group_mixer: the block's token mixer gives each cell w_k * mean(group_k) summed over
+    its row, column and box, + w_self * itself + b (checked against that sum written out, and
+    against which cells a change reaches: exactly the changed cell's peers; a prefix token: only
+    itself); it replaces attention; its weight is a (C, 1, K + 1) filter (not orthogonalised by Muon)."""
+    from recursa.models.layers import Block, GroupMixer
+    task, P, C = SudokuTask(2, 3), 2, 16
+    x = torch.randn(3, P + 36, C, generator=torch.Generator().manual_seed(0))
+    mix = GroupMixer(C, (P, task.groups), torch.Generator().manual_seed(1))
+    assert mix.weight.shape == (C, 1, 4) and mix.bias.shape == (C,)
+    w = mix.weight[:, 0].t()
+    ids = torch.tensor(task.groups)
+    want = x * w[3] + mix.bias
+    for k in range(3):
+        for i in range(36):
+            want[:, P + i] += w[k] * x[:, P + torch.nonzero(ids[k] == ids[k, i]).flatten()].mean(1)
+    with torch.no_grad():
+        got = mix(x)
+    assert torch.allclose(got, want, atol=1e-5)  # float32 sums of <= 6 terms of O(1): ~1e-6
+    blk = Block(C, 2, 4.0, P + 36, False, 1e-5, torch.Generator().manual_seed(1), 8, mixer_groups=(P, task.groups))
+    assert not hasattr(blk, "self_attn") and not hasattr(blk, "mlp_t")
+
+    def changed(pos):
+        x2 = x.clone()
+        x2[:, pos] += 1.0
+        with torch.no_grad():
+            diff = (blk(x2, None) - blk(x, None)).abs().amax(dim=(0, 2))
+        return torch.nonzero(diff > 1e-6).flatten().tolist()
+
+    i = 14  # row 2, column 2: box 2 (rows 2-3, columns 0-2)
+    peers = sorted(P + j for j in range(36) if any(task.groups[k][j] == task.groups[k][i] for k in range(3)))
+    assert len(peers) == 13  # row 6 + column 6 + box 6, less row-box 3, column-box 2, row-column 1, plus all 1
+    assert changed(P + i) == peers
+    assert changed(0) == [0]
+    spec = DataSpec(task.vocab_size, task.seq_len, 3, task.grid, task.groups)
+    m = build_model(ModelConfig(hidden_size=32, num_heads=2, group_mixer=True, pos_encodings="none",
+                                puzzle_emb_len=2), spec, seed=1)
+    layer = m.inner.L_level.layers[0]
+    assert hasattr(layer, "group_mixer") and not hasattr(layer, "self_attn") and m.inner.rotary_emb is None
+    with pytest.raises(Exception, match="group_mixer: the puzzle family declares no groups"):
+        build_model(ModelConfig(hidden_size=32, group_mixer=True, pos_encodings="none"),
+                    DataSpec(vocab_size=6, seq_len=16, num_puzzle_identifiers=3), seed=1)
+    with pytest.raises(Exception, match="groups cover 36 cells, but the puzzle has 16"):
+        build_model(ModelConfig(hidden_size=32, group_mixer=True, pos_encodings="none"),
+                    DataSpec(6, 16, 3, groups=task.groups), seed=1)
+    with pytest.raises(Exception, match="one token mixer per block"):
+        ModelConfig(group_mixer=True, conv_mixer=3)
 
 
 @pytest.mark.parametrize("kw", [{}, {"latents": 2}, {"single_latent": True}])

@@ -301,3 +301,47 @@ def test_every_study_bundle_loads_on_the_study_recipes(recipe):
         assert not {k for k in config.ineffective(cfg) if k.split(".")[1] in dict(s.split("=", 1) for s in settings)}
         if name == "convmix":
             assert cfg.model.conv_mixer == 3 and not cfg.model.mlp_t
+
+
+def _header_command(text: str, prefix: str) -> list[str]:
+    """The arguments of the recipe header's ``# Data:`` (or other) line that starts with ``prefix``."""
+    line = next(x for x in text.splitlines() if x.lstrip("# ").startswith(prefix))
+    return line.lstrip("# ").split(":", 1)[1].split() if prefix.endswith(":") else line.lstrip("# ").split()
+
+
+def test_maze30_recipe_is_the_15x15_recipe_on_maze_hard_with_a_90_minute_budget(tmp_path):
+    """configs/maze30_nearest_cpu.toml (issue 27) is configs/maze15_nearest_cpu.toml plus exactly the
+    90-minute time budget, batch 16, its data and run directory, and sparser evaluations and kept
+    checkpoints (the minutes curve); its header's build command makes the Maze-Hard distribution:
+    30x30, every shortest path >= 110 steps, 1,000 test mazes none of which is trained on (checked by
+    running that command with fewer mazes)."""
+    best = _recipe_is_bundle("maze15_nearest_cpu.toml", "maze30_nearest_cpu.toml",
+                             "train.batch_size=16;train.steps=0;train.max_time_s=5400.0;train.eval_interval=1000;"
+                             "train.checkpoint_interval=1000;train.keep_checkpoints=20",
+                             {"train.out", "train.data"})
+    assert best["train"]["num_threads"] == 2 and best["model"]["forward_dtype"] == "float32"
+    text = (REPO / "configs" / "maze30_nearest_cpu.toml").read_text()
+    build = _header_command(text, "Data:")
+    assert build[:3] == ["recursa", "build", "maze"] and build[-2:] == ["--out", best["train"]["data"]]
+    assert "--size" not in build and "--min-path" not in build  # the builder's defaults: Maze-Hard's 30 and 110
+    assert build[build.index("--num-test") + 1] == "1000" and "--aug" in build
+    for cmd in ("recursa train configs/maze30_nearest_cpu.toml",
+                f"recursa eval {best['train']['out']} --data {best['train']['data']} --split test --limit 1000"):
+        assert cmd in text
+    # the same command, fewer mazes: the dataset it describes
+    small = list(build[1:])
+    for flag, n in (("--num-train", "12"), ("--num-test", "10"), ("--num-val", "4")):
+        small[small.index(flag) + 1] = n
+    small[-1] = str(tmp_path / "m30")
+    assert main(small) == 0
+    from recursa.data.format import load_split
+    from recursa.tasks.maze import shortest_lengths
+    info = json.loads((tmp_path / "m30" / "task.json").read_text())
+    assert info["params"] == {"size": 30} and info["build_args"]["min_path"] == 110
+    keys = {}
+    for split in ("train", "val", "test"):
+        d = load_split(tmp_path / "m30", split)
+        grids = d.inputs.reshape(-1, 30, 30)
+        assert (shortest_lengths(grids) >= 110).all(), split
+        keys[split] = {g.tobytes() for g in grids}
+    assert len(keys["test"]) == 10 and not keys["test"] & keys["train"] and not keys["val"] & keys["train"]

@@ -100,6 +100,44 @@ def test_plain_file_is_labelled_by_the_solver(tmp_path):
     assert test.extras["ratings"].min() > 0  # these puzzles need search
 
 
+def test_several_sources_are_one_collection_and_errors_name_each_file(tmp_path, capsys):
+    """--source given twice (the 17-clue and the forum-hardest files): one collection, split and
+    labelled as one; a bad puzzle in either file is named by its own file and line; CSV and plain
+    files do not mix."""
+    hard = data_file("sudoku/puzzles5_forum_hardest_1905_11+.txt").read_text().splitlines()[:30]
+    pairs = [S.generate(np.random.default_rng(100 + k), givens=26) for k in range(30)]
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("\n".join(hard) + "\n")
+    b.write_text("# generated\n" + "\n".join(_text(p) for p, _ in pairs) + "\n")
+    out = tmp_path / "ab"
+    assert main(["build", "sudoku-extreme", "--source", str(a), "--source", str(b), "--out", str(out),
+                 "--test-fraction", "0.2", "--num-val", "6", "--workers", "1"]) == 0
+    train, test, val = (load_split(out, x) for x in ("train", "test", "val"))
+    assert (train.num_groups, len(test.inputs), len(val.inputs)) == (42, 12, 6)
+    seen = [{_text(x) for x in S.decode(np.asarray(d.inputs))} for d in (train, test, val)]
+    assert len(seen[0] | seen[1] | seen[2]) == 60 and not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    assert seen[0] & set(hard) and seen[0] & {_text(p) for p, _ in pairs}  # both files reach training
+    for d in (train, test, val):
+        assert S.is_valid(S.decode(np.asarray(d.inputs)), S.decode(np.asarray(d.labels))).all()
+    info = json.loads((out / "task.json").read_text())
+    assert info["build_args"]["source"] == [str(a), str(b)]
+    # a puzzle with two solutions on line 4 of b (after its comment line): named by b, not a
+    serg = [x for x in data_file("sudoku/puzzles7_serg_benchmark.txt").read_text().splitlines()
+            if x and not x.startswith("#")][0]
+    b.write_text("# generated\n" + "\n".join([_text(p) for p, _ in pairs[:2]] + [serg]) + "\n")
+    assert main(["build", "sudoku-extreme", "--source", str(a), "--source", str(b), "--out", str(tmp_path / "x"),
+                 "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{b}: 1 with more than one solution (line 4)" in err and f"{a}:" not in err and "\n" not in err
+    assert main(["build", "sudoku-extreme", "--source", str(a), "--source", str(b), "--out", str(tmp_path / "x"),
+                 "--workers", "1", "--on-invalid", "skip"]) == 0
+    assert (tmp_path / "x" / "rejected.txt").read_text() == f"{b}:4\tmore than one solution\n"
+    c = _write_csv(tmp_path / "c.csv", pairs[:5])
+    assert main(["build", "sudoku-extreme", "--source", str(a), "--source", str(c), "--out", str(tmp_path / "y")]) == 2
+    assert "mixes CSV (answers) and plain (unlabelled) files" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+
+
 @pytest.mark.parametrize("whole", [False, True], ids=["excerpt", "whole-collection"])
 def test_multi_solution_puzzles_are_reported_with_their_lines(tmp_path, capsys, whole):
     name = "sudoku/puzzles7_serg_benchmark.txt"

@@ -247,7 +247,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", dtype:
     spec = _check_spec(meta["spec"], ckpt / "config.json")
     task = _checkpoint_task(meta.get("task"), spec, ckpt / "config.json")
     if task is not None:
-        spec = dataclasses.replace(spec, grid=task.grid)  # the task owns its grid shape
+        spec = dataclasses.replace(spec, grid=task.grid, groups=task.groups)  # the task owns its grid shape
     model = build_model(cfg.model, spec)
     load_weights_into(model, load_tensors(ckpt / "model.safetensors", meta), ckpt / "model.safetensors")
     model.to(device).eval()

@@ -46,9 +46,11 @@ class DataSpec:
     seq_len: int
     num_puzzle_identifiers: int
     grid: tuple[int, int] | None = None
+    #: The task's groups of cells (:attr:`recursa.tasks.base.Task.groups`), for ``model.group_mixer``.
+    groups: tuple[tuple[int, ...], ...] | None = None
 
     def to_dict(self) -> dict:
-        """What a checkpoint records (the grid is its task's)."""
+        """What a checkpoint records (the grid and the groups are its task's)."""
         return {"vocab_size": self.vocab_size, "seq_len": self.seq_len,
                 "num_puzzle_identifiers": self.num_puzzle_identifiers}
 
@@ -77,7 +79,7 @@ class TokenModel(nn.Module):
         if cfg.emb_ndim > 0:
             self.puzzle_emb = PuzzleEmbedding(spec.num_puzzle_identifiers, cfg.emb_ndim)
         self.rotary_emb = None
-        if cfg.pos_encodings == "rope" and not (cfg.mlp_t or cfg.conv_mixer):  # rotary acts inside attention only
+        if cfg.pos_encodings == "rope" and not cfg.attention_free:  # rotary acts inside attention only
             self.rotary_emb = RotaryEmbedding(D // cfg.num_heads, self.positions, cfg.rope_theta)
         elif cfg.pos_encodings == "learned":
             self.embed_pos = Embedding(self.positions, D, 1.0 / self.embed_scale, generator)
@@ -131,10 +133,24 @@ class TokenModel(nn.Module):
         grid = None
         if c.conv_2d or c.conv_mixer:
             grid = (self.prefix_len, self._grid_side("model.conv_mixer" if c.conv_mixer else "model.conv_2d"))
+        groups = self._groups() if c.group_mixer else None
         return [Block(c.hidden_size, c.num_heads, c.expansion, self.positions, c.mlp_t, c.rms_norm_eps, generator,
                       c.ffn_multiple, c.conv_swiglu, grid if c.conv_2d else None, c.conv_dtype,
-                      c.conv_mixer, grid if c.conv_mixer else None)
+                      c.conv_mixer, grid if c.conv_mixer else None, groups)
                 for _ in range(n)]
+
+    def _groups(self) -> tuple[int, tuple[tuple[int, ...], ...]]:
+        """(prefix length, the task's groups of cells) for ``model.group_mixer``, checked."""
+        cells = self.positions - self.prefix_len
+        groups = self.spec.groups
+        if not groups:
+            raise RecursaError("model.group_mixer: the puzzle family declares no groups of cells (Sudoku's rows, "
+                               "columns and boxes); use attention, mlp_t or conv_mixer")
+        for kind in groups:
+            if len(kind) != cells:
+                raise RecursaError(f"model.group_mixer: the task's groups cover {len(kind)} cells, but the puzzle "
+                                   f"has {cells}")
+        return self.prefix_len, groups
 
     def _grid_side(self, key: str) -> int:
         """The side of the puzzle's square grid: the task's (``spec.grid``), else the square root

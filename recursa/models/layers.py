@@ -166,6 +166,41 @@ class ConvMixer(nn.Module):
         return grid_conv(h, self.dwconv.weight.to(h.dtype), self.dwconv.bias.to(h.dtype), self.grid)
 
 
+class GroupMixer(nn.Module):
+    """A token mixer over the rules' groups of cells: each cell takes the mean of every group it
+    belongs to (Sudoku: its row, its column, its box), one learned per-channel weight per kind of
+    group and one for itself, plus a bias; a prefix token sees only itself. The block's channel
+    SwiGLU after it mixes the channels, as after :class:`ConvMixer`. One matmul with a fixed
+    (kinds x cells, cells) averaging matrix."""
+
+    def __init__(self, hidden: int, groups: tuple[int, tuple[tuple[int, ...], ...]],
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        P, kinds = groups
+        self.prefix = P
+        ids = torch.tensor(kinds, dtype=torch.long)  # (K, cells)
+        same = (ids[:, :, None] == ids[:, None, :]).float()  # (K, cells, cells)
+        mean = same / same.sum(-1, keepdim=True)
+        self.register_buffer("mean", mean.reshape(-1, ids.shape[1]), persistent=False)  # (K * cells, cells)
+        self.kinds = ids.shape[0]
+        # Stored as a depthwise filter with K + 1 taps, (C, 1, K + 1), initialised like one, so that an
+        # optimiser treats it as it treats the convolution kernels (Muon: AdamW, not orthogonalised).
+        bound = 1.0 / math.sqrt(self.kinds + 1)
+        self.weight = nn.Parameter((torch.rand(hidden, 1, self.kinds + 1, generator=generator) * 2 - 1) * bound)
+        self.bias = nn.Parameter((torch.rand(hidden, generator=generator) * 2 - 1) * bound)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        P, K = self.prefix, self.kinds
+        w, b = self.weight[:, 0].t().to(h.dtype), self.bias.to(h.dtype)  # (K + 1, C)
+        cells = h[:, P:]
+        B, L, C = cells.shape
+        means = torch.matmul(self.mean.to(h.dtype), cells).view(B, K, L, C)  # (B, K, L, C)
+        out = torch.einsum("bklc,kc->blc", means, w[:K]) + cells * w[K] + b
+        if not P:
+            return out
+        return torch.cat((h[:, :P] * w[K] + b, out), dim=1)
+
+
 class SwiGLU(nn.Module):
     """SwiGLU over the last axis of width ``n`` (gate first in ``gate_up_proj``).
 
@@ -225,16 +260,20 @@ class Block(nn.Module):
     """Post-norm block: token mixer (attention, or SwiGLU over the token axis) then channel SwiGLU.
 
     With ``mlp_t`` the token mixer normalises over the *sequence* axis, as the official code does.
-    With ``mixer_kernel`` (and ``mixer_grid``) the token mixer is a :class:`ConvMixer`.
+    With ``mixer_kernel`` (and ``mixer_grid``) the token mixer is a :class:`ConvMixer`; with
+    ``mixer_groups`` a :class:`GroupMixer`.
     """
 
     def __init__(self, hidden: int, num_heads: int, expansion: float, seq_positions: int,
                  mlp_t: bool, eps: float, generator: torch.Generator | None = None, ffn_multiple: int = 256,
                  conv_kernel: int = 0, conv_grid: tuple[int, int] | None = None, conv_dtype: str = "bfloat16",
-                 mixer_kernel: int = 0, mixer_grid: tuple[int, int] | None = None):
+                 mixer_kernel: int = 0, mixer_grid: tuple[int, int] | None = None,
+                 mixer_groups: tuple[int, tuple[tuple[int, ...], ...]] | None = None):
         super().__init__()
         self.eps = eps
-        if mixer_kernel:
+        if mixer_groups is not None:
+            self.group_mixer = GroupMixer(hidden, mixer_groups, generator)
+        elif mixer_kernel:
             assert mixer_grid is not None
             self.conv_mixer = ConvMixer(hidden, mixer_kernel, mixer_grid, generator)
         elif mlp_t:
@@ -244,7 +283,9 @@ class Block(nn.Module):
         self.mlp = SwiGLU(hidden, expansion, generator, ffn_multiple, conv_kernel, conv_grid, conv_dtype)
 
     def forward(self, h: torch.Tensor, rope: RotaryEmbedding | None) -> torch.Tensor:
-        if hasattr(self, "conv_mixer"):
+        if hasattr(self, "group_mixer"):
+            h = fused.add_rms_norm(h, self.group_mixer(h), self.eps)
+        elif hasattr(self, "conv_mixer"):
             h = fused.add_rms_norm(h, self.conv_mixer(h), self.eps)
         elif hasattr(self, "mlp_t"):
             t = h.transpose(1, 2)  # (B, D, S)

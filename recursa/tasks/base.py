@@ -25,6 +25,10 @@ class Task(Protocol):
     #: (rows, cols) when the puzzle's tokens are a grid in row-major order (what a grid-local
     #: token mixer convolves over, ``model.conv_mixer`` / ``model.conv_2d``); None: a sequence.
     grid: tuple[int, int] | None
+    #: The groups of cells the rules bind together, one partition per kind: per kind, each cell's
+    #: group number (Sudoku: its row, its column, its box), what ``model.group_mixer`` averages
+    #: over; None: the family declares none.
+    groups: tuple[tuple[int, ...], ...] | None
 
     def params(self) -> dict:
         """Parameters that rebuild this task with ``TASKS[name](**params)``."""
@@ -126,6 +130,7 @@ class TaskBase:
 
     views = 1
     grid: tuple[int, int] | None = None
+    groups: tuple[tuple[int, ...], ...] | None = None
 
     #: Whether a puzzle of the family may have several right answers that ``nearest_answers``
     #: chooses among (``train.nearest_answer``); families with one answer per puzzle: False.

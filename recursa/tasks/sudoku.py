@@ -435,6 +435,10 @@ class SudokuTask(TaskBase):
         self.vocab_size = self.sudoku.vocab_size
         self.seq_len = self.sudoku.cells
         self.grid = (self.sudoku.N, self.sudoku.N)
+        N, br, bc = self.sudoku.N, box_rows, box_cols
+        cells = range(N * N)
+        self.groups = (tuple(i // N for i in cells), tuple(i % N for i in cells),
+                       tuple((i // N) // br * (N // bc) + (i % N) // bc for i in cells))
 
     def params(self) -> dict:
         return {"box_rows": self.sudoku.box_rows, "box_cols": self.sudoku.box_cols}

@@ -37,21 +37,57 @@ LABEL_CHUNK = 1024  # puzzles per solver call; fixed so results never depend on 
 
 @dataclass
 class Collection:
-    """Puzzles read from one file; ``lines`` are 1-based line numbers for error messages."""
+    """Puzzles read from one file, or from several (:func:`merge`); ``lines`` are 1-based line
+    numbers for error messages, ``file`` each puzzle's index into ``paths``."""
 
-    path: Path
+    path: Path  # the file; for several, their names joined (messages about the whole collection)
     lines: np.ndarray  # (P,) int64
     puzzles: np.ndarray  # (P, 81) int8, 0 = blank
     answers: np.ndarray | None  # (P, 81) int8 or None (plain files)
     ratings: np.ndarray | None  # (P,) float32 or None
+    paths: tuple[Path, ...] = ()  # the files (empty: just ``path``)
+    file: np.ndarray | None = None  # (P,) int64 index into ``paths``
 
     def take(self, idx: np.ndarray) -> Collection:
         return Collection(self.path, self.lines[idx], self.puzzles[idx],
                           None if self.answers is None else self.answers[idx],
-                          None if self.ratings is None else self.ratings[idx])
+                          None if self.ratings is None else self.ratings[idx],
+                          self.paths, None if self.file is None else self.file[idx])
 
     def __len__(self) -> int:
         return len(self.lines)
+
+    def where(self, i: int) -> str:
+        """``file:line`` of puzzle ``i``."""
+        return f"{self.paths[self.file[i]] if self.file is not None else self.path}:{self.lines[i]}"
+
+    def keys(self) -> np.ndarray:
+        """(P,) int64 naming each puzzle uniquely within the collection (file and line)."""
+        return self.lines if self.file is None else (self.file << 32) | self.lines
+
+    def found(self, what: str, idx: np.ndarray) -> list[str]:
+        """Puzzles ``idx`` have ``what``, file by file: ["a.txt: 2 with <what> (line 3, 9)", ...]."""
+        if self.file is None:
+            return [f"{self.path}: {len(idx)} with {what} (line {_lines_text(self.lines[idx])})"]
+        return [f"{p}: {int(here.sum())} with {what} (line {_lines_text(self.lines[idx][here])})"
+                for k, p in enumerate(self.paths) if (here := self.file[idx] == k).any()]
+
+
+def merge(cols: list[Collection]) -> Collection:
+    """Several files' puzzles as one collection (in order); all must be CSV or all plain text."""
+    if len(cols) == 1:
+        return cols[0]
+    kinds = {c.answers is not None for c in cols}
+    if len(kinds) > 1:
+        raise RecursaError(" + ".join(str(c.path) for c in cols) + ": mixes CSV (answers) and plain (unlabelled) "
+                                                                     "files; give sources of one kind")
+    rated = all(c.ratings is not None for c in cols)
+    return Collection(Path(" + ".join(str(c.path) for c in cols)), np.concatenate([c.lines for c in cols]),
+                      np.concatenate([c.puzzles for c in cols]),
+                      np.concatenate([c.answers for c in cols]) if kinds == {True} else None,
+                      np.concatenate([c.ratings for c in cols]) if rated else None,
+                      tuple(c.path for c in cols),
+                      np.concatenate([np.full(len(c), k, dtype=np.int64) for k, c in enumerate(cols)]))
 
 
 _SUDOKU = Sudoku(3, 3)
@@ -205,9 +241,8 @@ def label_collections(cols: list[Collection], workers: int, on_invalid: str,
         wrong = (c == 1) & (x != col.answers).any(1) if col.answers is not None else np.zeros(len(col), bool)
         problems = [("no solution", np.flatnonzero(c == 0)), ("more than one solution", np.flatnonzero(c >= 2)),
                     ("an answer that differs from the unique solution", np.flatnonzero(wrong))]
-        report += [f"{col.path}:{col.lines[i]}\t{what}" for what, idx in problems for i in idx]
-        found += [f"{col.path}: {len(idx)} with {what} (line {_lines_text(col.lines[idx])})"
-                  for what, idx in problems if len(idx)]
+        report += [f"{col.where(i)}\t{what}" for what, idx in problems for i in idx]
+        found += [x for what, idx in problems if len(idx) for x in col.found(what, idx)]
         keep = np.flatnonzero((c == 1) & ~wrong)
         out = col.take(keep)
         if out.answers is None:
@@ -223,14 +258,15 @@ def label_collections(cols: list[Collection], workers: int, on_invalid: str,
     return kept, report
 
 
-def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | None = None,
+def build_sudoku_extreme(out, *, source: str | Path | list[str | Path], test_source: str | Path | None = None,
                          test_fraction: float = 0.1, subsample_size: int = 0, num_aug: int = 0,
                          min_rating: float | None = None, rating_buckets=DEFAULT_BUCKETS,
                          on_invalid: str = "error", check_unique: bool = False, workers: int = 0,
                          seed: int = 0, overwrite: bool = False, num_val: int = 0, log=print) -> SudokuTask:
     """Build a Sudoku-Extreme style dataset (official layout plus per-puzzle ``ratings``).
 
-    Without ``test_source`` a seeded ``test_fraction`` of ``source`` is held out. ``min_rating``
+    ``source`` is one file or a list of files (read as one collection, in order; all CSV or all
+    plain). Without ``test_source`` a seeded ``test_fraction`` of ``source`` is held out. ``min_rating``
     keeps puzzles rated at least that; ``subsample_size`` draws that many training puzzles
     (seeded); ``num_aug`` augmented views join each training puzzle in its group. Plain files are
     labelled by the exact solver (only the puzzles kept are solved, unless ``min_rating`` needs
@@ -266,14 +302,17 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
             col = col.take(np.flatnonzero(col.ratings >= min_rating))
         return col
 
-    src = prepare(read_collection(source))
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    if not sources:
+        raise RecursaError("--source: give at least one file of puzzles")
+    src = prepare(merge([read_collection(x) for x in sources]))
     if test_source is not None:
         test_col = prepare(read_collection(test_source))
         # Held out: leave out training puzzles that also appear in the test file.
         test_keys = {p.tobytes() for p in test_col.puzzles}
         overlap = np.fromiter((p.tobytes() in test_keys for p in src.puzzles), dtype=bool, count=len(src))
         if overlap.any():
-            log(f"{source}: leaving out {int(overlap.sum())} training puzzles that are also in {test_source}")
+            log(f"{src.path}: leaving out {int(overlap.sum())} training puzzles that are also in {test_source}")
         train_idx = np.flatnonzero(~overlap)
         test_idx = None
     else:
@@ -282,25 +321,25 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
     if num_val:
         held = src.puzzles[test_idx] if test_idx is not None else test_col.puzzles
         train_idx, val_idx = _carve_val(np.random.default_rng([seed, 12]), num_val, src.puzzles, train_idx, held,
-                                        source)
+                                        src.path)
     if subsample_size and subsample_size < len(train_idx):
         train_idx = np.sort(rng.choice(train_idx, subsample_size, replace=False))
     # Plain files still unlabelled: label only the puzzles the build keeps, in one pass per file.
-    # Line numbers identify puzzles, so the splits survive rejected puzzles being dropped.
+    # File and line numbers identify puzzles, so the splits survive rejected puzzles being dropped.
     if src.answers is None:
         chosen = train_idx if test_idx is None else np.union1d(train_idx, test_idx)
         if val_idx is not None:
             chosen = np.union1d(chosen, val_idx)
-        src_lines = src.lines
+        src_keys = src.keys()
         if test_idx is None and test_col.answers is None:
             src, test_col = labelled(src.take(chosen), test_col)
         else:
             (src,) = labelled(src.take(chosen))
-        train_idx = np.flatnonzero(np.isin(src.lines, src_lines[train_idx]))
+        train_idx = np.flatnonzero(np.isin(src.keys(), src_keys[train_idx]))
         if test_idx is not None:
-            test_idx = np.flatnonzero(np.isin(src.lines, src_lines[test_idx]))
+            test_idx = np.flatnonzero(np.isin(src.keys(), src_keys[test_idx]))
         if val_idx is not None:
-            val_idx = np.flatnonzero(np.isin(src.lines, src_lines[val_idx]))
+            val_idx = np.flatnonzero(np.isin(src.keys(), src_keys[val_idx]))
     elif test_idx is None and test_col.answers is None:
         (test_col,) = labelled(test_col)
     train_col = src.take(train_idx)
@@ -309,7 +348,7 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
     val_col = src.take(val_idx) if val_idx is not None else None
     if len(train_col) == 0 or len(test_col) == 0 or (val_col is not None and len(val_col) == 0):
         what = "training" if len(train_col) == 0 else "test" if len(test_col) == 0 else "validation"
-        raise RecursaError(f"{source}: no {what} puzzles left to build from")
+        raise RecursaError(f"{src.path}: no {what} puzzles left to build from")
 
     # Augmented views, vectorised: group g = original g, then num_aug views.
     P = len(train_col)
@@ -337,7 +376,7 @@ def build_sudoku_extreme(out, *, source: str | Path, test_source: str | Path | N
             splits["val"].extras["ratings"] = val_col.ratings.astype(np.float32)
     info = {"format_version": 1, "task": task.name, "params": task.params(), "seed": seed,
             "builder": "sudoku-extreme",
-            "build_args": {"source": str(source), "test_source": None if test_source is None else str(test_source),
+            "build_args": {"source": [str(x) for x in sources] if len(sources) > 1 else str(sources[0]), "test_source": None if test_source is None else str(test_source),
                            "test_fraction": test_fraction, "subsample_size": subsample_size, "num_aug": num_aug,
                            "min_rating": min_rating, "on_invalid": on_invalid, "check_unique": check_unique,
                            **({"num_val": num_val} if num_val else {})},
@@ -368,8 +407,9 @@ def _carve_val(rng, n: int, puzzles: np.ndarray, train_idx: np.ndarray, held: np
 
 # ---------------------------------------------------------------------- `recursa build sudoku-extreme`
 def _build_arguments(p) -> None:
-    p.add_argument("--source", required=True, help="training puzzles (CSV or plain file); also the test puzzles "
-                                                   "when --test-source is not given")
+    p.add_argument("--source", required=True, action="append",
+                   help="training puzzles (CSV or plain file); also the test puzzles when --test-source is not "
+                        "given; repeat it to read several files as one collection (all CSV or all plain)")
     p.add_argument("--test-source", help="test puzzles (CSV or plain file), e.g. the benchmark's test.csv")
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="without --test-source: seeded fraction of --source held out for test (default 0.1)")

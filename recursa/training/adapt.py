@@ -19,6 +19,7 @@ tasks' **demonstration pairs only** are used at test time.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def adapt(ckpt, tasks_path, out, data_out, *, solutions_path=None, num_aug: int 
     info = loaded.task.build_adaptation(data_out, Path(tasks_path), Path(solutions_path) if solutions_path else None,
                                         base, num_aug=num_aug, seed=seed, overwrite=overwrite, log=log)
     train = load_split(data_out, "train")
-    spec = DataSpec(loaded.spec.vocab_size, loaded.spec.seq_len, train.meta["num_puzzle_identifiers"], loaded.spec.grid)
+    spec = dataclasses.replace(loaded.spec, num_puzzle_identifiers=train.meta["num_puzzle_identifiers"])
     model = _grown_model(loaded, spec, seed, full_model)
     opt = torch.optim.AdamW(model.parameters(), lr=model_lr, weight_decay=0.0) if full_model and steps else None
     sparse = SignSGDSparse(model.inner.puzzle_emb, lr, weight_decay)

@@ -49,7 +49,8 @@ def open_data(t: TrainConfig) -> TrainData:
         if eval_name == "val":
             check_task_matches(task, eval_data.meta, t.data, "val")
     spec = DataSpec(vocab_size=int(m["vocab_size"]), seq_len=int(m["seq_len"]),
-                    num_puzzle_identifiers=int(m["num_puzzle_identifiers"]), grid=task.grid if task is not None else None)
+                    num_puzzle_identifiers=int(m["num_puzzle_identifiers"]), grid=task.grid if task is not None else None,
+                    groups=task.groups if task is not None else None)
     for name, split in (("test", test), (eval_name, eval_data)):
         if split is None:
             continue
